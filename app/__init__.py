@@ -1,0 +1,1 @@
+"""Purchase capture service: records purchases and upserts the buying customer."""

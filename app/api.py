@@ -1,0 +1,136 @@
+"""Thin HTTP routes: parse, call one service, return."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from sqlalchemy import text
+
+from app import services
+from app.auth import require_admin
+from app.db import SessionDep
+from app.errors import UnsupportedMediaType
+from app.schemas import (
+    BatchIn,
+    BatchOut,
+    CapturedPurchase,
+    CustomerDetail,
+    CustomerPage,
+    Health,
+    Problem,
+    PurchaseIn,
+    PurchaseOut,
+    PurchasePage,
+)
+
+MAX_ID = 2**63 - 1
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        status: {"model": Problem, "content": {"application/problem+json": {}}}
+        for status in statuses
+    }
+
+
+async def require_json(request: Request) -> None:
+    """Only JSON bodies are accepted; anything else is a 415, not a confusing 422."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json" and not (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        raise UnsupportedMediaType("Send the body as JSON with 'Content-Type: application/json'.")
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x20-\x7e]+$",
+        description="Retry key: the same key with the same body replays the first response.",
+    ),
+]
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
+Cursor = Annotated[
+    str | None,
+    Query(max_length=64, description="`next_cursor` of the previous page."),
+]
+
+capture = APIRouter(prefix="/api/v1", tags=["capture"], dependencies=[Depends(require_json)])
+reads = APIRouter(prefix="/api/v1", tags=["reads"], dependencies=[Depends(require_admin)])
+ops = APIRouter(tags=["operations"])
+
+
+@capture.post(
+    "/purchases",
+    status_code=201,
+    response_model=CapturedPurchase,
+    responses=_problems(400, 413, 415, 422, 503),
+    summary="Capture a purchase; create or update its customer",
+)
+async def create_purchase(
+    data: PurchaseIn, session: SessionDep, idempotency_key: IdempotencyKey = None
+) -> Response:
+    captured = await services.capture_purchase(session, data=data, idempotency_key=idempotency_key)
+    headers = {"Idempotent-Replayed": "true"} if captured.replayed else None
+    return Response(captured.body, 201, headers=headers, media_type="application/json")
+
+
+@capture.post(
+    "/purchases/batch",
+    status_code=201,
+    responses=_problems(400, 413, 415, 422, 503),
+    summary="Capture up to 1000 purchases, all or nothing",
+)
+async def create_purchases(data: BatchIn, session: SessionDep) -> BatchOut:
+    return await services.capture_batch(session, data=data)
+
+
+@reads.get("/purchases", responses=_problems(401, 422, 503))
+async def list_purchases(
+    session: SessionDep,
+    customer_email: Annotated[str | None, Query(max_length=320)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> PurchasePage:
+    email = customer_email.strip().lower() if customer_email is not None else None
+    return await services.list_purchases(session, customer_email=email, cursor=cursor, limit=limit)
+
+
+@reads.get("/purchases/{purchase_id}", responses=_problems(401, 404, 422, 503))
+async def get_purchase(
+    session: SessionDep, purchase_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+) -> PurchaseOut:
+    return await services.get_purchase(session, purchase_id=purchase_id)
+
+
+@reads.get("/customers", responses=_problems(401, 422, 503))
+async def list_customers(
+    session: SessionDep,
+    email: Annotated[str | None, Query(max_length=320)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> CustomerPage:
+    normalised = email.strip().lower() if email is not None else None
+    return await services.list_customers(session, email=normalised, cursor=cursor, limit=limit)
+
+
+@reads.get("/customers/{customer_id}", responses=_problems(401, 404, 422, 503))
+async def get_customer(
+    session: SessionDep, customer_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+) -> CustomerDetail:
+    return await services.get_customer(session, customer_id=customer_id)
+
+
+@ops.get("/healthz", summary="The process is alive")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@ops.get("/readyz", summary="The database answers", responses=_problems(503))
+async def readyz(session: SessionDep) -> Health:
+    await session.execute(text("SELECT 1"))
+    return Health(status="ready")

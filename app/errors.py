@@ -1,0 +1,191 @@
+"""Every error path ends here, as one RFC 9457 `application/problem+json` body."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from asgi_correlation_id import correlation_id
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException
+
+from app.schemas import FieldError, Problem
+
+PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_SECONDS = "5"
+
+log = structlog.get_logger(__name__)
+
+
+class AppError(Exception):
+    """A failure the client can act on; subclasses fix the status and title."""
+
+    status: int = 400
+    title: str = "Bad request"
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+
+
+class NotFound(AppError):
+    status = 404
+    title = "Not found"
+
+
+class Unauthorized(AppError):
+    status = 401
+    title = "Unauthorized"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class UnsupportedMediaType(AppError):
+    status = 415
+    title = "Unsupported media type"
+
+
+class IdempotencyKeyReused(AppError):
+    status = 422
+    title = "Idempotency key reused"
+
+
+class InvalidCursor(AppError):
+    status = 422
+    title = "Invalid cursor"
+
+
+class DatabaseUnavailable(AppError):
+    status = 503
+    title = "Database unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The database cannot be reached right now; nothing was stored. Retry later.",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    instance: str | None = None,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    problem = Problem(
+        type="about:blank",
+        title=title or phrase,
+        status=status,
+        detail=detail,
+        instance=instance,
+        request_id=correlation_id.get(),
+        errors=errors,
+    )
+    return JSONResponse(
+        problem.model_dump(mode="json", exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def _field_errors(exc: RequestValidationError) -> list[FieldError]:
+    errors = []
+    for error in exc.errors():
+        loc = [part if isinstance(part, int) else str(part) for part in error.get("loc", ())]
+        inside = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        errors.append(
+            FieldError(
+                field=".".join(str(part) for part in inside) or str(loc[0] if loc else "body"),
+                loc=loc,
+                message=message,
+                type=str(error.get("type", "value_error")),
+            )
+        )
+    return errors
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    if any(error.get("type") == "json_invalid" for error in exc.errors()):
+        return problem_response(
+            400,
+            "The request body is not valid JSON.",
+            title="Malformed JSON",
+            instance=request.url.path,
+        )
+    errors = _field_errors(exc)
+    summary = "; ".join(f"{error.field}: {error.message}" for error in errors[:5])
+    return problem_response(
+        422, summary, title="Validation failed", instance=request.url.path, errors=errors
+    )
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    return problem_response(
+        exc.status_code, detail, instance=request.url.path, headers=dict(exc.headers or {})
+    )
+
+
+async def _on_app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return problem_response(
+        exc.status, exc.detail, title=exc.title, instance=request.url.path, headers=exc.headers
+    )
+
+
+async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    if isinstance(exc, OperationalError) or exc.connection_invalidated or _is_unreachable(exc):
+        log.warning("database unavailable", error=type(exc.orig).__name__)
+        return await _on_app_error(request, DatabaseUnavailable())
+    log.exception("database error")
+    return internal_error_response()
+
+
+async def _on_connection_error(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unreachable", error=type(exc).__name__)
+    return await _on_app_error(request, DatabaseUnavailable())
+
+
+def _is_unreachable(exc: DBAPIError) -> bool:
+    return (
+        isinstance(exc.orig, OSError | ConnectionError)
+        or "connection" in type(exc.orig).__name__.lower()
+    )
+
+
+def internal_error_response() -> JSONResponse:
+    """What a client sees of a bug: an apology and the id to quote, never the traceback."""
+    return problem_response(
+        500,
+        "An unexpected error occurred; it has been logged. Quote the request id when reporting it.",
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    handlers: dict[Any, Any] = {
+        RequestValidationError: _on_validation_error,
+        HTTPException: _on_http_exception,
+        AppError: _on_app_error,
+        DBAPIError: _on_database_error,
+        ConnectionError: _on_connection_error,
+        TimeoutError: _on_connection_error,
+        PoolTimeout: _on_connection_error,
+    }
+    for exc_class, handler in handlers.items():
+        app.add_exception_handler(exc_class, handler)

@@ -1,0 +1,106 @@
+"""Application factory: `create_app(settings)` builds everything; nothing is built at import
+except `app`, the instance uvicorn serves (`app.main:app`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from asgi_correlation_id import CorrelationIdMiddleware
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.api import capture, ops, reads
+from app.db import create_engine, create_sessionmaker
+from app.errors import install_error_handlers
+from app.log import configure_logging
+from app.middleware import AccessLogMiddleware, is_sane_request_id
+from app.settings import Environment, Settings, get_settings
+
+log = structlog.get_logger(__name__)
+
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        if settings.admin_token is None:
+            log.warning("APP_ADMIN_TOKEN is not set: the read endpoints will answer 401")
+        log.info(
+            "started",
+            environment=settings.environment.value,
+            database=engine.url.render_as_string(hide_password=True),
+        )
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Purchase capture service",
+        version="1.0.0",
+        summary="Records purchases and creates or updates the buying customer.",
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(capture)
+    app.include_router(reads)
+    app.include_router(ops)
+    _serve_page(app, settings)
+
+    # Added last runs first: the request id exists before anything logs.
+    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(
+        CorrelationIdMiddleware,
+        header_name="X-Request-ID",
+        validator=is_sane_request_id,
+        update_request_header=True,
+    )
+    if settings.environment is Environment.DEV:
+        log.debug("development mode")
+    return app
+
+
+def _serve_page(app: FastAPI, settings: Settings) -> None:
+    """The purchase page at `/`, its assets under `/static/`."""
+    static_dir = settings.static_dir
+    app.mount("/static", StaticFiles(directory=static_dir, check_dir=False), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(
+            static_dir / "index.html",
+            headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"},
+        )
+
+
+class _LazyApp:
+    """`app.main:app` for uvicorn: built on first use, so importing this module builds nothing."""
+
+    def __init__(self) -> None:
+        self._app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._app is None:
+            self._app = create_app()
+        await self._app(scope, receive, send)
+
+
+app = _LazyApp()

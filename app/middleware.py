@@ -1,0 +1,62 @@
+"""Pure-ASGI middleware: one access line per request, and a last-resort 500 problem."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import internal_error_response
+
+log = structlog.get_logger("app.access")
+
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def is_sane_request_id(value: str) -> bool:
+    """A caller's X-Request-ID is kept only if it cannot forge log lines or bloat them."""
+    return bool(_SANE_REQUEST_ID.match(value))
+
+
+class AccessLogMiddleware:
+    """Logs method, path, status and duration once per request, errors included.
+
+    It also turns an exception nothing else handled into a problem+json 500, inside the
+    request-id middleware, so even that response carries X-Request-ID.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        except Exception:
+            log.exception("unhandled error", path=scope["path"])
+            status = 500
+            if not response_started:
+                await internal_error_response()(scope, receive, send)
+        finally:
+            log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )

@@ -1,0 +1,252 @@
+"""Every SQL statement the service runs. Repositories may flush, never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, func, insert, literal_column, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Customer, IdempotencyKey, Purchase
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRow:
+    id: int
+    email: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertedCustomer:
+    customer: CustomerRow
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewPurchase:
+    customer_id: int
+    item: str
+    quantity: int
+    unit_price: Decimal
+    currency: str
+    purchased_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseRow:
+    id: int
+    customer: CustomerRow
+    item: str
+    quantity: int
+    unit_price: Decimal
+    currency: str
+    total: Decimal
+    purchased_at: datetime
+
+
+CUSTOMER_COLUMNS = (
+    Customer.id,
+    Customer.email,
+    Customer.name,
+    Customer.created_at,
+    Customer.updated_at,
+)
+PURCHASE_COLUMNS = (
+    Purchase.id,
+    Purchase.item,
+    Purchase.quantity,
+    Purchase.unit_price,
+    Purchase.currency,
+    Purchase.total,
+    Purchase.purchased_at,
+)
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+def _customer(row: Row[Any]) -> CustomerRow:
+    return CustomerRow(row.id, row.email, row.name, row.created_at, row.updated_at)
+
+
+def _purchase(row: Row[Any]) -> PurchaseRow:
+    customer = CustomerRow(row.customer_id, row.email, row.name, row.created_at, row.updated_at)
+    return PurchaseRow(
+        row.id,
+        customer,
+        row.item,
+        row.quantity,
+        row.unit_price,
+        row.currency,
+        row.total,
+        row.purchased_at,
+    )
+
+
+class CustomerRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def _upsert_statement(self) -> Any:
+        dialect = _dialect(self.session)
+        stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Customer)
+        created: ColumnElement[bool]
+        if dialect == "postgresql":
+            # xmax is 0 only on a row version this statement inserted.
+            created = literal_column("customer.xmax = 0").label("created")
+        else:
+            # SQLite: an updated row keeps its created_at and gets this request's updated_at.
+            created = (Customer.created_at == Customer.updated_at).label("created")
+        return stmt.on_conflict_do_update(
+            index_elements=[Customer.email],
+            set_={"name": stmt.excluded.name, "updated_at": stmt.excluded.updated_at},
+        ).returning(*CUSTOMER_COLUMNS, created)
+
+    async def upsert(self, *, email: str, name: str, now: datetime) -> UpsertedCustomer:
+        """Insert the customer, or rename the existing one: one statement, race-free."""
+        row = (
+            await self.session.execute(
+                self._upsert_statement(),
+                {"email": email, "name": name, "created_at": now, "updated_at": now},
+            )
+        ).one()
+        return UpsertedCustomer(_customer(row), bool(row.created))
+
+    async def upsert_many(
+        self, people: dict[str, str], *, now: datetime
+    ) -> dict[str, UpsertedCustomer]:
+        """Upsert distinct emails (email -> name) in set-based statements."""
+        params = [
+            {"email": email, "name": name, "created_at": now, "updated_at": now}
+            for email, name in people.items()
+        ]
+        rows = (await self.session.execute(self._upsert_statement(), params)).all()
+        return {row.email: UpsertedCustomer(_customer(row), bool(row.created)) for row in rows}
+
+    async def get(self, customer_id: int) -> CustomerRow | None:
+        row = (
+            await self.session.execute(select(*CUSTOMER_COLUMNS).where(Customer.id == customer_id))
+        ).one_or_none()
+        return _customer(row) if row else None
+
+    async def page(
+        self, *, email: str | None, before_id: int | None, limit: int
+    ) -> list[CustomerRow]:
+        """Newest first, keyset-paginated on id."""
+        query = select(*CUSTOMER_COLUMNS).order_by(Customer.id.desc()).limit(limit)
+        if email is not None:
+            query = query.where(Customer.email == email)
+        if before_id is not None:
+            query = query.where(Customer.id < before_id)
+        return [_customer(row) for row in await self.session.execute(query)]
+
+    async def totals(self, customer_id: int) -> tuple[int, dict[str, Decimal]]:
+        """How many purchases the customer made, and the amount spent per currency."""
+        rows = await self.session.execute(
+            select(Purchase.currency, func.count(), func.sum(Purchase.total))
+            .where(Purchase.customer_id == customer_id)
+            .group_by(Purchase.currency)
+            .order_by(Purchase.currency)
+        )
+        count = 0
+        totals: dict[str, Decimal] = {}
+        for currency, n, amount in rows:  # SUM keeps the Money type, so amounts are exact
+            count += n
+            totals[currency] = amount
+        return count, totals
+
+
+class PurchaseRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add_many(self, purchases: Sequence[NewPurchase]) -> list[tuple[int, Decimal]]:
+        """Insert purchases in one set-based statement; returns (id, total) in input order."""
+        params = [
+            {
+                "customer_id": p.customer_id,
+                "item": p.item,
+                "quantity": p.quantity,
+                "unit_price": p.unit_price,
+                "currency": p.currency,
+                "total": p.unit_price * p.quantity,
+                "purchased_at": p.purchased_at,
+            }
+            for p in purchases
+        ]
+        stmt = insert(Purchase).returning(Purchase.id, Purchase.total, sort_by_parameter_order=True)
+        return [(row.id, row.total) for row in await self.session.execute(stmt, params)]
+
+    def _joined(self) -> Any:
+        return select(
+            *PURCHASE_COLUMNS,
+            Purchase.customer_id,
+            Customer.email,
+            Customer.name,
+            Customer.created_at,
+            Customer.updated_at,
+        ).join(Customer, Customer.id == Purchase.customer_id)
+
+    async def get(self, purchase_id: int) -> PurchaseRow | None:
+        row = (
+            await self.session.execute(self._joined().where(Purchase.id == purchase_id))
+        ).one_or_none()
+        return _purchase(row) if row else None
+
+    async def page(
+        self, *, customer_email: str | None, before_id: int | None, limit: int
+    ) -> list[PurchaseRow]:
+        """Newest first, keyset-paginated on id."""
+        query = self._joined().order_by(Purchase.id.desc()).limit(limit)
+        if customer_email is not None:
+            query = query.where(Customer.email == customer_email)
+        if before_id is not None:
+            query = query.where(Purchase.id < before_id)
+        return [_purchase(row) for row in await self.session.execute(query)]
+
+
+class IdempotencyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def claim(self, *, key: str, request_hash: str, now: datetime) -> bool:
+        """Reserve the key for this transaction; False if another request holds it.
+
+        On PostgreSQL a concurrent holder makes this wait until that transaction ends, so a
+        False here always means the key's purchase is committed (or being replayed).
+        """
+        insert_fn = postgresql.insert if _dialect(self.session) == "postgresql" else sqlite.insert
+        stmt = (
+            insert_fn(IdempotencyKey)
+            .values(key=key, request_hash=request_hash, created_at=now)
+            .on_conflict_do_nothing(index_elements=[IdempotencyKey.key])
+            .returning(IdempotencyKey.key)
+        )
+        return (await self.session.execute(stmt)).first() is not None
+
+    async def stored(self, key: str) -> tuple[str, str | None]:
+        """(request_hash, response_body) of a claimed key."""
+        row = (
+            await self.session.execute(
+                select(IdempotencyKey.request_hash, IdempotencyKey.response_body).where(
+                    IdempotencyKey.key == key
+                )
+            )
+        ).one()
+        return row.request_hash, row.response_body
+
+    async def complete(self, *, key: str, purchase_id: int, response_body: str) -> None:
+        await self.session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.key == key)
+            .values(purchase_id=purchase_id, response_body=response_body)
+        )

@@ -1,0 +1,214 @@
+"""Request and response bodies: the API contract, validated strictly."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import datetime
+from decimal import Decimal
+from functools import cache
+from typing import Annotated, Any
+
+import pycountry
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+)
+
+MAX_PRICE = Decimal(1_000_000_000)
+CENT = Decimal("0.01")
+MAX_BATCH = 1000
+
+
+@cache
+def iso_4217_codes() -> frozenset[str]:
+    return frozenset(currency.alpha_3 for currency in pycountry.currencies)
+
+
+def _normalise_email(value: str) -> str:
+    try:
+        checked = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise ValueError(f"not a valid email address: {error}") from None
+    return checked.normalized.lower()
+
+
+def _printable(value: str) -> str:
+    # Control characters (NUL above all) and lone surrogates cannot be stored by PostgreSQL.
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _price_input(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise ValueError('must be a number or a decimal string such as "12.50"')
+    return value
+
+
+def _to_cents(value: Decimal) -> Decimal:
+    # One canonical form, so "12.5", 12.50 and "1.25E1" are the same price (and request hash).
+    return value.quantize(CENT)
+
+
+def _known_currency(value: str) -> str:
+    if value not in iso_4217_codes():
+        raise ValueError("not an ISO 4217 currency code")
+    return value
+
+
+def _money_text(value: Decimal) -> str:
+    return f"{value:.2f}"
+
+
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=3, max_length=320),
+    AfterValidator(_normalise_email),
+    Field(description="Identifies the customer; compared case-insensitively, stored lower-cased."),
+]
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_printable),
+]
+Item = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_printable),
+]
+Quantity = Annotated[int, Field(ge=1, le=10_000)]
+Price = Annotated[
+    Decimal,
+    BeforeValidator(_price_input),
+    Field(
+        strict=False,
+        ge=0,
+        lt=MAX_PRICE,
+        decimal_places=2,
+        allow_inf_nan=False,
+        description='Exact decimal, as a JSON string ("12.50") or number; at most 2 decimals.',
+        json_schema_extra={"anyOf": [{"type": "string"}, {"type": "number"}]},
+    ),
+    AfterValidator(_to_cents),
+]
+Currency = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Z]{3}$"),
+    AfterValidator(_known_currency),
+    Field(description="ISO 4217 code, upper case."),
+]
+MoneyOut = Annotated[
+    Decimal,
+    PlainSerializer(_money_text, return_type=str, when_used="json"),
+    Field(json_schema_extra={"type": "string", "pattern": r"^-?\d+\.\d{2}$"}),
+]
+
+
+class StrictModel(BaseModel):
+    """Refuses unknown fields and lax coercion (`true` as a number, `"3"` as an integer)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class CustomerIn(StrictModel):
+    email: Email
+    name: Name
+
+
+class PurchaseIn(StrictModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer": {"email": "tim@example.com", "name": "Tim"},
+                    "item": "book",
+                    "quantity": 1,
+                    "unit_price": "12.50",
+                    "currency": "EUR",
+                }
+            ]
+        }
+    )
+
+    customer: CustomerIn
+    item: Item
+    quantity: Quantity = 1
+    unit_price: Price
+    currency: Currency = "EUR"
+
+
+class BatchIn(StrictModel):
+    purchases: list[PurchaseIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class CustomerOut(BaseModel):
+    id: int
+    email: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class CustomerDetail(CustomerOut):
+    purchase_count: int
+    totals: dict[str, MoneyOut] = Field(description="Amount spent per currency.")
+
+
+class PurchaseOut(BaseModel):
+    id: int
+    customer: CustomerOut
+    item: str
+    quantity: int
+    unit_price: MoneyOut
+    currency: str
+    total: MoneyOut
+    purchased_at: datetime
+
+
+class CapturedPurchase(PurchaseOut):
+    customer_created: bool = Field(description="True when this request added the customer.")
+
+
+class BatchOut(BaseModel):
+    purchases: list[CapturedPurchase]
+    customers_created: int
+    customers_updated: int
+
+
+class PurchasePage(BaseModel):
+    items: list[PurchaseOut]
+    next_cursor: str | None
+
+
+class CustomerPage(BaseModel):
+    items: list[CustomerOut]
+    next_cursor: str | None
+
+
+class FieldError(BaseModel):
+    field: str
+    loc: list[str | int]
+    message: str
+    type: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, the body of every error response."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class Health(BaseModel):
+    status: str

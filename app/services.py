@@ -1,0 +1,200 @@
+"""Use cases: the rules around the SQL. No HTTP here, and no commit (the request owns it)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import IdempotencyKeyReused, InvalidCursor, NotFound
+from app.repositories import (
+    CustomerRepository,
+    CustomerRow,
+    IdempotencyRepository,
+    NewPurchase,
+    PurchaseRepository,
+    PurchaseRow,
+)
+from app.schemas import (
+    BatchIn,
+    BatchOut,
+    CapturedPurchase,
+    CustomerDetail,
+    CustomerOut,
+    CustomerPage,
+    PurchaseIn,
+    PurchaseOut,
+    PurchasePage,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """A capture's response body, serialised once so a replay can return the same bytes."""
+
+    body: str
+    replayed: bool
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _customer_out(row: CustomerRow) -> CustomerOut:
+    return CustomerOut(
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _purchase_out(row: PurchaseRow) -> PurchaseOut:
+    return PurchaseOut(
+        id=row.id,
+        customer=_customer_out(row.customer),
+        item=row.item,
+        quantity=row.quantity,
+        unit_price=row.unit_price,
+        currency=row.currency,
+        total=row.total,
+        purchased_at=row.purchased_at,
+    )
+
+
+async def _store(session: AsyncSession, purchases: list[PurchaseIn]) -> BatchOut:
+    """Upsert each distinct customer once, then insert every purchase, in input order."""
+    now = utcnow()
+    # A later occurrence of an email wins the name (dicts keep the last value per key).
+    people = {p.customer.email: p.customer.name for p in purchases}
+    customers = CustomerRepository(session)
+    if len(people) == 1:
+        ((email, name),) = people.items()
+        upserted = {email: await customers.upsert(email=email, name=name, now=now)}
+    else:
+        upserted = await customers.upsert_many(people, now=now)
+    stored = await PurchaseRepository(session).add_many(
+        [
+            NewPurchase(
+                customer_id=upserted[p.customer.email].customer.id,
+                item=p.item,
+                quantity=p.quantity,
+                unit_price=p.unit_price,
+                currency=p.currency,
+                purchased_at=now,
+            )
+            for p in purchases
+        ]
+    )
+    captured = [
+        CapturedPurchase(
+            id=purchase_id,
+            customer=_customer_out(upserted[p.customer.email].customer),
+            customer_created=upserted[p.customer.email].created,
+            item=p.item,
+            quantity=p.quantity,
+            unit_price=p.unit_price,
+            currency=p.currency,
+            total=total,
+            purchased_at=now,
+        )
+        for p, (purchase_id, total) in zip(purchases, stored, strict=True)
+    ]
+    created = sum(1 for u in upserted.values() if u.created)
+    return BatchOut(
+        purchases=captured, customers_created=created, customers_updated=len(upserted) - created
+    )
+
+
+async def capture_purchase(
+    session: AsyncSession, *, data: PurchaseIn, idempotency_key: str | None = None
+) -> Captured:
+    """Store one purchase and upsert its customer; with a key, at most once per key."""
+    if idempotency_key is None:
+        return Captured((await _store(session, [data])).purchases[0].model_dump_json(), False)
+
+    request_hash = hashlib.sha256(data.model_dump_json().encode()).hexdigest()
+    keys = IdempotencyRepository(session)
+    if not await keys.claim(key=idempotency_key, request_hash=request_hash, now=utcnow()):
+        stored_hash, stored_body = await keys.stored(idempotency_key)
+        if stored_hash != request_hash or stored_body is None:
+            raise IdempotencyKeyReused(
+                "This Idempotency-Key was already used with a different request body."
+            )
+        return Captured(stored_body, True)
+
+    purchase = (await _store(session, [data])).purchases[0]
+    body = purchase.model_dump_json()
+    await keys.complete(key=idempotency_key, purchase_id=purchase.id, response_body=body)
+    return Captured(body, False)
+
+
+async def capture_batch(session: AsyncSession, *, data: BatchIn) -> BatchOut:
+    return await _store(session, data.purchases)
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        prefix, _, value = text.partition(":")
+        last_id = int(value)
+        if prefix != "id" or not 0 < last_id < 2**63:
+            raise ValueError(text)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor("The cursor is not one this API returned.") from None
+    return last_id
+
+
+def _next_cursor(ids: list[int], limit: int) -> str | None:
+    return encode_cursor(ids[-1]) if len(ids) == limit else None
+
+
+async def list_purchases(
+    session: AsyncSession, *, customer_email: str | None, cursor: str | None, limit: int
+) -> PurchasePage:
+    rows = await PurchaseRepository(session).page(
+        customer_email=customer_email, before_id=decode_cursor(cursor), limit=limit
+    )
+    return PurchasePage(
+        items=[_purchase_out(row) for row in rows],
+        next_cursor=_next_cursor([row.id for row in rows], limit),
+    )
+
+
+async def get_purchase(session: AsyncSession, *, purchase_id: int) -> PurchaseOut:
+    row = await PurchaseRepository(session).get(purchase_id)
+    if row is None:
+        raise NotFound(f"No purchase with id {purchase_id}.")
+    return _purchase_out(row)
+
+
+async def list_customers(
+    session: AsyncSession, *, email: str | None, cursor: str | None, limit: int
+) -> CustomerPage:
+    rows = await CustomerRepository(session).page(
+        email=email, before_id=decode_cursor(cursor), limit=limit
+    )
+    return CustomerPage(
+        items=[_customer_out(row) for row in rows],
+        next_cursor=_next_cursor([row.id for row in rows], limit),
+    )
+
+
+async def get_customer(session: AsyncSession, *, customer_id: int) -> CustomerDetail:
+    customers = CustomerRepository(session)
+    row = await customers.get(customer_id)
+    if row is None:
+        raise NotFound(f"No customer with id {customer_id}.")
+    count, totals = await customers.totals(customer_id)
+    return CustomerDetail(**_customer_out(row).model_dump(), purchase_count=count, totals=totals)

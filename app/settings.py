@@ -1,0 +1,58 @@
+"""Runtime configuration, read from `APP_*` environment variables."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIN_TOKEN_LENGTH = 16
+
+
+class Environment(StrEnum):
+    DEV = "dev"
+    TEST = "test"
+    PROD = "prod"
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set; the defaults suit a developer's laptop."""
+
+    model_config = SettingsConfigDict(env_prefix="APP_", extra="ignore")
+
+    environment: Environment = Environment.DEV
+    database_url: str = f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'purchases.db'}"
+    admin_token: SecretStr | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["console", "json"] = "console"
+    static_dir: Path = PROJECT_ROOT / "static"
+    db_pool_size: int = Field(default=10, ge=1, le=100)
+    db_pool_timeout: float = Field(default=5.0, gt=0)
+    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _production_needs_a_real_token(self) -> Self:
+        if self.environment is Environment.PROD:
+            token = self.admin_token.get_secret_value() if self.admin_token else ""
+            if len(token) < MIN_TOKEN_LENGTH:
+                raise ValueError(
+                    f"APP_ADMIN_TOKEN must be set to a secret of at least {MIN_TOKEN_LENGTH} "
+                    "characters when APP_ENVIRONMENT=prod"
+                )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings from the environment, built once, on first use (never at import)."""
+    return Settings()
