@@ -17,7 +17,7 @@ from app.api import capture, ops, reads
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.log import configure_logging
-from app.middleware import AccessLogMiddleware, is_sane_request_id
+from app.middleware import AccessLogMiddleware, BodyLimitMiddleware, is_sane_request_id
 from app.settings import Environment, Settings, get_settings
 
 log = structlog.get_logger(__name__)
@@ -54,7 +54,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         summary="Records purchases and creates or updates the buying customer.",
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
         docs_url="/docs",
         redoc_url=None,
     )
@@ -66,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _serve_page(app, settings)
 
     # Added last runs first: the request id exists before anything logs.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(
         CorrelationIdMiddleware,

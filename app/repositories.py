@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, func, insert, literal_column, select, update
+from sqlalchemy import ColumnElement, func, insert, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -74,11 +74,11 @@ def _dialect(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
-def _customer(row: Row[Any]) -> CustomerRow:
+def _customer(row: Any) -> CustomerRow:
     return CustomerRow(row.id, row.email, row.name, row.created_at, row.updated_at)
 
 
-def _purchase(row: Row[Any]) -> PurchaseRow:
+def _purchase(row: Any) -> PurchaseRow:
     customer = CustomerRow(row.customer_id, row.email, row.name, row.created_at, row.updated_at)
     return PurchaseRow(
         row.id,

@@ -1,0 +1,117 @@
+"""Fixtures in the order a request meets them: database -> settings -> app -> client.
+
+Every behaviour test runs twice, on a fresh SQLite file and on a fresh PostgreSQL database
+(APP_TEST_DATABASE_URL names the server; set APP_REQUIRE_POSTGRES=1 to fail instead of skip).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.db import Base
+from app.main import create_app
+from app.settings import Settings
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+POSTGRES_ENV = "APP_TEST_DATABASE_URL"
+
+
+def postgres_required() -> bool:
+    return os.environ.get("APP_REQUIRE_POSTGRES", "") not in ("", "0")
+
+
+@pytest.fixture(scope="session")
+async def postgres_url() -> AsyncIterator[str]:
+    """A database created for this run on the server in APP_TEST_DATABASE_URL, dropped after."""
+    server_url = os.environ.get(POSTGRES_ENV)
+    if not server_url:
+        if postgres_required():
+            pytest.fail(f"{POSTGRES_ENV} is not set but APP_REQUIRE_POSTGRES=1")
+        pytest.skip(f"{POSTGRES_ENV} is not set")
+    url = make_url(server_url)
+    name = f"purchases_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin_dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        admin = await asyncpg.connect(admin_dsn)
+    except (OSError, asyncpg.PostgresError) as error:
+        if postgres_required():
+            pytest.fail(f"cannot reach PostgreSQL at {POSTGRES_ENV}: {error}")
+        pytest.skip(f"cannot reach PostgreSQL at {POSTGRES_ENV}: {error}")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def postgres_schema(postgres_url: str) -> str:
+    engine = create_async_engine(postgres_url)
+    async with engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+    await engine.dispose()
+    return postgres_url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where the test's data lives: a fresh SQLite file, or this run's PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    url: str = request.getfixturevalue("postgres_schema")
+    return url
+
+
+@pytest.fixture
+async def empty_database(database_url: str) -> str:
+    """The schema with no rows in it."""
+    engine = create_async_engine(database_url)
+    async with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            await connection.run_sync(Base.metadata.create_all)
+        else:
+            tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await engine.dispose()
+    return database_url
+
+
+@pytest.fixture
+def settings(empty_database: str) -> Settings:
+    return Settings(
+        environment="test",
+        database_url=empty_database,
+        admin_token=ADMIN_TOKEN,
+        log_format="json",
+        log_level="INFO",
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    transport = ASGITransport(app=app)
+    async with AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -1,0 +1,60 @@
+"""Request bodies and small assertions shared by the behaviour tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from httpx import AsyncClient, Response
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def purchase(
+    email: str = "tim@example.com",
+    name: str = "Tim",
+    item: str = "book",
+    **fields: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "customer": {"email": email, "name": name},
+        "item": item,
+        "quantity": 1,
+        "unit_price": "12.50",
+        "currency": "EUR",
+    }
+    body.update(fields)
+    return body
+
+
+def assert_problem(response: Response, status: int) -> dict[str, Any]:
+    """The response is an RFC 9457 problem with this status; returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["title"]
+    assert body["detail"]
+    assert body["type"]
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert "Traceback" not in response.text
+    return body
+
+
+async def stored_counts(client: AsyncClient, auth: dict[str, str]) -> tuple[int, int]:
+    """(customers, purchases) as the read API sees them."""
+    customers = await _count(client, "/api/v1/customers", auth)
+    purchases = await _count(client, "/api/v1/purchases", auth)
+    return customers, purchases
+
+
+async def _count(client: AsyncClient, path: str, auth: dict[str, str]) -> int:
+    total, cursor = 0, None
+    while True:
+        params: dict[str, Any] = {"limit": 100}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await client.get(path, params=params, headers=auth)).json()
+        total += len(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return total

@@ -1,0 +1,72 @@
+"""Database plumbing: SQLite's concurrency settings, and commits that fail loudly."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.main import create_app
+from app.settings import Settings
+from tests.conftest import ADMIN_TOKEN
+from tests.helpers import assert_problem, purchase, stored_counts
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: object) -> Settings:
+    return Settings(environment="test", database_url=f"sqlite+aiosqlite:///{tmp_path}/wal.db")
+
+
+async def test_sqlite_connections_use_wal_and_a_busy_timeout(sqlite_settings: Settings) -> None:
+    app = create_app(sqlite_settings)
+    async with app.router.lifespan_context(app), app.state.engine.connect() as connection:
+        journal = (await connection.execute(text("PRAGMA journal_mode"))).scalar()
+        timeout = (await connection.execute(text("PRAGMA busy_timeout"))).scalar()
+
+    assert journal == "wal"
+    assert timeout == sqlite_settings.sqlite_busy_timeout_ms
+
+
+@pytest.fixture
+async def failing_commit_app(postgres_schema: str) -> AsyncIterator[FastAPI]:
+    """PostgreSQL with a deferred trigger that rejects every purchase at COMMIT time."""
+    engine = create_async_engine(postgres_schema)
+    async with engine.begin() as connection:
+        await connection.execute(text("TRUNCATE customer, purchase, idempotency_key CASCADE"))
+        await connection.execute(
+            text(
+                "CREATE FUNCTION reject_at_commit() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'rejected at commit'; END $$"
+            )
+        )
+        await connection.execute(
+            text(
+                "CREATE CONSTRAINT TRIGGER reject_at_commit AFTER INSERT ON purchase "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION reject_at_commit()"
+            )
+        )
+    settings = Settings(environment="test", database_url=postgres_schema, admin_token=ADMIN_TOKEN)
+    app = create_app(settings)
+    try:
+        async with app.router.lifespan_context(app):
+            yield app
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(text("DROP TRIGGER reject_at_commit ON purchase"))
+            await connection.execute(text("DROP FUNCTION reject_at_commit()"))
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_failed_commit_is_an_error_not_a_success(failing_commit_app: FastAPI) -> None:
+    transport = ASGITransport(app=failing_commit_app)
+    async with AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.post("/api/v1/purchases", json=purchase())
+        counts = await stored_counts(client, {"Authorization": f"Bearer {ADMIN_TOKEN}"})
+
+    assert_problem(response, 500)
+    assert counts == (0, 0)

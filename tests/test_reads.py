@@ -1,0 +1,133 @@
+"""Reads of stored data: bearer-guarded, keyset-paginated, exact totals."""
+
+from __future__ import annotations
+
+import pytest
+from httpx import AsyncClient
+
+from tests.helpers import assert_problem, purchase
+
+READ_PATHS = [
+    "/api/v1/purchases",
+    "/api/v1/purchases/1",
+    "/api/v1/customers",
+    "/api/v1/customers/1",
+]
+
+
+@pytest.mark.parametrize("path", READ_PATHS)
+async def test_read_without_token_is_a_401_problem(client: AsyncClient, path: str) -> None:
+    response = await client.get(path)
+
+    assert_problem(response, 401)
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("path", READ_PATHS)
+async def test_read_with_wrong_token_is_a_401_problem(client: AsyncClient, path: str) -> None:
+    response = await client.get(path, headers={"Authorization": "Bearer not-the-token"})
+
+    assert_problem(response, 401)
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_read_with_basic_auth_is_a_401_problem(client: AsyncClient) -> None:
+    response = await client.get("/api/v1/customers", auth=("admin", "secret"))
+
+    assert_problem(response, 401)
+
+
+async def test_purchases_list_newest_first_across_pages(
+    client: AsyncClient, auth: dict[str, str]
+) -> None:
+    for n in range(5):
+        await client.post("/api/v1/purchases", json=purchase(item=f"item {n}"))
+
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/api/v1/purchases", params=params, headers=auth)).json()
+        seen += [p["item"] for p in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+    assert seen == [f"item {n}" for n in reversed(range(5))]
+
+
+async def test_purchases_filter_by_customer_email_ignores_case(
+    client: AsyncClient, auth: dict[str, str]
+) -> None:
+    await client.post("/api/v1/purchases", json=purchase(email="tim@example.com", item="book"))
+    await client.post("/api/v1/purchases", json=purchase(email="sue@example.com", item="shirt"))
+
+    page = (
+        await client.get(
+            "/api/v1/purchases", params={"customer_email": "TIM@example.com"}, headers=auth
+        )
+    ).json()
+
+    assert [p["item"] for p in page["items"]] == ["book"]
+    assert page["next_cursor"] is None
+
+
+async def test_customers_filter_by_email_ignores_case(
+    client: AsyncClient, auth: dict[str, str]
+) -> None:
+    await client.post("/api/v1/purchases", json=purchase(email="tim@example.com"))
+    await client.post("/api/v1/purchases", json=purchase(email="sue@example.com", name="Sue"))
+
+    page = (
+        await client.get("/api/v1/customers", params={"email": " Sue@Example.com"}, headers=auth)
+    ).json()
+
+    assert [c["name"] for c in page["items"]] == ["Sue"]
+
+
+async def test_customer_shows_purchase_count_and_totals_per_currency(
+    client: AsyncClient, auth: dict[str, str]
+) -> None:
+    for price, quantity, currency in [("0.10", 3, "EUR"), ("12.50", 2, "EUR"), ("5", 1, "USD")]:
+        created = await client.post(
+            "/api/v1/purchases",
+            json=purchase(unit_price=price, quantity=quantity, currency=currency),
+        )
+    customer_id = created.json()["customer"]["id"]
+
+    customer = (await client.get(f"/api/v1/customers/{customer_id}", headers=auth)).json()
+
+    assert customer["purchase_count"] == 3
+    assert customer["totals"] == {"EUR": "25.30", "USD": "5.00"}
+
+
+async def test_missing_customer_is_a_404_problem(client: AsyncClient, auth: dict[str, str]) -> None:
+    assert_problem(await client.get("/api/v1/customers/999", headers=auth), 404)
+
+
+async def test_missing_purchase_is_a_404_problem(client: AsyncClient, auth: dict[str, str]) -> None:
+    assert_problem(await client.get("/api/v1/purchases/999", headers=auth), 404)
+
+
+@pytest.mark.parametrize("purchase_id", ["abc", "0", "-1", str(2**63), "1.5"])
+async def test_bad_purchase_id_is_a_422_problem(
+    client: AsyncClient, auth: dict[str, str], purchase_id: str
+) -> None:
+    assert_problem(await client.get(f"/api/v1/purchases/{purchase_id}", headers=auth), 422)
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "ten"])
+async def test_bad_limit_is_a_422_problem(
+    client: AsyncClient, auth: dict[str, str], limit: str
+) -> None:
+    response = await client.get("/api/v1/purchases", params={"limit": limit}, headers=auth)
+
+    assert_problem(response, 422)
+
+
+@pytest.mark.parametrize("cursor", ["garbage!", "aWQ6LTE", "aWQ6eA", "bm9wZTox"])
+async def test_forged_cursor_is_a_422_problem(
+    client: AsyncClient, auth: dict[str, str], cursor: str
+) -> None:
+    response = await client.get("/api/v1/customers", params={"cursor": cursor}, headers=auth)
+
+    assert assert_problem(response, 422)["title"] == "Invalid cursor"

@@ -1,0 +1,57 @@
+"""Settings come from APP_* variables; production refuses to run without a real token."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from app.settings import PROJECT_ROOT, Settings
+
+
+def test_default_database_is_a_sqlite_file_under_var(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("APP_DATABASE_URL", raising=False)
+
+    url = Settings().database_url
+
+    assert url == f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'purchases.db'}"
+
+
+def test_settings_are_read_from_app_prefixed_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_LOG_FORMAT", "json")
+    monkeypatch.setenv("APP_LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("APP_DATABASE_URL", "postgresql+asyncpg://u@db/x")
+
+    settings = Settings()
+
+    assert (settings.log_format, settings.log_level) == ("json", "WARNING")
+    assert settings.database_url == "postgresql+asyncpg://u@db/x"
+
+
+def test_production_without_a_token_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("APP_ADMIN_TOKEN", raising=False)
+    monkeypatch.setenv("APP_ENVIRONMENT", "prod")
+
+    with pytest.raises(ValidationError, match="APP_ADMIN_TOKEN"):
+        Settings()
+
+
+def test_production_with_a_short_token_refuses_to_start() -> None:
+    with pytest.raises(ValidationError, match="APP_ADMIN_TOKEN"):
+        Settings(environment="prod", admin_token="short")
+
+
+def test_production_with_a_real_token_starts() -> None:
+    settings = Settings(environment="prod", admin_token="a" * 32)
+
+    assert settings.admin_token is not None
+
+
+def test_token_is_hidden_in_the_settings_repr() -> None:
+    settings = Settings(admin_token="super-secret-token-value")
+
+    assert "super-secret-token-value" not in repr(settings)
+
+
+def test_unknown_log_format_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        Settings(log_format="xml")  # type: ignore[arg-type]
