@@ -81,8 +81,10 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     commit then surfaces as an error instead of a success the database never saw.
     """
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session, session.begin():
-        yield session
+    async with sessionmaker() as session:
+        async with session.begin():
+            yield session
+        request.app.state.metrics.record_committed(session.info)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

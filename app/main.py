@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import structlog
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -17,8 +18,14 @@ from app.api import capture, ops, reads
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.log import configure_logging
-from app.middleware import AccessLogMiddleware, BodyLimitMiddleware, is_sane_request_id
-from app.settings import Environment, Settings, get_settings
+from app.metrics import Metrics
+from app.middleware import (
+    AccessLogMiddleware,
+    BodyLimitMiddleware,
+    SecurityHeadersMiddleware,
+    is_sane_request_id,
+)
+from app.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        metrics.watch_pool(engine)
         if settings.admin_token is None:
             log.warning("APP_ADMIN_TOKEN is not set: the read endpoints will answer 401")
         log.info(
@@ -58,23 +66,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.metrics = metrics = Metrics()
     install_error_handlers(app)
     app.include_router(capture)
     app.include_router(reads)
     app.include_router(ops)
     _serve_page(app, settings)
 
-    # Added last runs first: the request id exists before anything logs.
+    # Added last runs first: the request id exists before anything logs, and security headers
+    # land even on the last-resort 500 the access-log middleware writes.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    metrics.instrument(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Idempotent-Replayed", "Retry-After"],
+        )
     app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(
         CorrelationIdMiddleware,
         header_name="X-Request-ID",
         validator=is_sane_request_id,
         update_request_header=True,
     )
-    if settings.environment is Environment.DEV:
-        log.debug("development mode")
     return app
 
 

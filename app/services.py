@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import IdempotencyKeyReused, InvalidCursor, NotFound
+from app.metrics import tally
 from app.repositories import (
     CustomerRepository,
     CustomerRow,
@@ -106,6 +107,7 @@ async def _store(session: AsyncSession, purchases: list[PurchaseIn]) -> BatchOut
         for p, (purchase_id, total) in zip(purchases, stored, strict=True)
     ]
     created = sum(1 for u in upserted.values() if u.created)
+    tally(session.info, purchases=len(captured), created=created, updated=len(upserted) - created)
     return BatchOut(
         purchases=captured, customers_created=created, customers_updated=len(upserted) - created
     )

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=5.0, gt=0)
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed to call the API from a browser."
+    )
 
     @model_validator(mode="after")
     def _production_needs_a_real_token(self) -> Self:
