@@ -144,6 +144,29 @@ class PurchaseIn(StrictModel):
 
 
 class BatchIn(StrictModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "purchases": [
+                        {
+                            "customer": {"email": "sue@example.com", "name": "Sue"},
+                            "item": "T-shirt",
+                            "unit_price": "15.00",
+                        },
+                        {
+                            "customer": {"email": "tim@example.com", "name": "Tim"},
+                            "item": "book",
+                            "quantity": 2,
+                            "unit_price": "12.50",
+                            "currency": "EUR",
+                        },
+                    ]
+                }
+            ]
+        }
+    )
+
     purchases: list[PurchaseIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 

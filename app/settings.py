@@ -29,7 +29,9 @@ class Settings(BaseSettings):
     database_url: str = f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'purchases.db'}"
     admin_token: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["console", "json"] = "console"
+    log_format: Literal["console", "json"] = Field(
+        default="console", description="Defaults to json when APP_ENVIRONMENT=prod."
+    )
     static_dir: Path = PROJECT_ROOT / "static"
     db_pool_size: int = Field(default=10, ge=1, le=100)
     db_pool_timeout: float = Field(default=5.0, gt=0)
@@ -41,6 +43,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_needs_a_real_token(self) -> Self:
+        if self.environment is Environment.PROD and "log_format" not in self.model_fields_set:
+            self.log_format = "json"  # machines read production logs
         if self.environment is Environment.PROD:
             token = self.admin_token.get_secret_value() if self.admin_token else ""
             if len(token) < MIN_TOKEN_LENGTH:

@@ -55,3 +55,11 @@ def test_token_is_hidden_in_the_settings_repr() -> None:
 def test_unknown_log_format_is_refused() -> None:
     with pytest.raises(ValidationError):
         Settings(log_format="xml")  # type: ignore[arg-type]
+
+
+def test_production_logs_json_unless_told_otherwise() -> None:
+    assert Settings(environment="prod", admin_token="a" * 32).log_format == "json"
+
+
+def test_development_logs_console_lines() -> None:
+    assert Settings(environment="dev").log_format == "console"
