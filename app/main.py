@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api import capture, ops, reads
@@ -57,7 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await engine.dispose()
 
-    app = FastAPI(
+    # FastAPIOffline serves Swagger UI's assets itself: /docs works with no CDN reachable.
+    app = FastAPIOffline(
         title="Purchase capture service",
         version="1.0.0",
         summary="Records purchases and creates or updates the buying customer.",

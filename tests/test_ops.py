@@ -85,3 +85,11 @@ async def test_capture_is_a_503_problem_with_retry_after_when_the_database_is_un
 
     assert_problem(response, 503)
     assert int(response.headers["retry-after"]) > 0
+
+
+async def test_swagger_ui_assets_are_served_locally(client: AsyncClient) -> None:
+    page = (await client.get("/docs")).text
+
+    assert "cdn." not in page
+    asset = await client.get("/static-offline-docs/swagger-ui-bundle.js")
+    assert asset.status_code == 200
