@@ -1,0 +1,1 @@
+"""End-to-end tests: the purchase page in a real headless Chromium against the real app."""
