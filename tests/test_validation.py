@@ -95,3 +95,12 @@ async def test_failed_purchase_leaves_existing_customer_untouched(
     customer = await client.get(f"/api/v1/customers/{first['customer']['id']}", headers=auth)
     assert customer.json()["name"] == "Tim"
     assert customer.json()["updated_at"] == first["customer"]["updated_at"]
+
+
+async def test_field_errors_are_worded_for_people(client: AsyncClient) -> None:
+    body = purchase(unit_price="1.001", quantity=0)
+
+    problem = assert_problem(await client.post(URL, json=body), 422)
+
+    messages = {error["field"]: error["message"] for error in problem["errors"]}
+    assert messages == {"unit_price": "at most 2 decimal places", "quantity": "must be at least 1"}
