@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from logging.config import fileConfig
 
 from sqlalchemy import Connection
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from alembic import context
 from app import models  # noqa: F401  (registers the tables on Base.metadata)
 from app.db import Base
-from app.settings import get_settings
+from app.settings import Settings
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -21,7 +22,9 @@ target_metadata = Base.metadata
 
 
 def _database_url() -> str:
-    return config.attributes.get("database_url") or get_settings().database_url
+    # Only the URL: migrating must not need the service's other settings (its token, say).
+    url = config.attributes.get("database_url") or os.environ.get("APP_DATABASE_URL")
+    return str(url or Settings.model_fields["database_url"].default)
 
 
 def _configure(connection: Connection) -> None:

@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api import capture, ops, reads
@@ -112,14 +113,25 @@ def _serve_page(app: FastAPI, settings: Settings) -> None:
 
 
 class _LazyApp:
-    """`app.main:app` for uvicorn: built on first use, so importing this module builds nothing."""
+    """`app.main:app` for uvicorn: built on first use, so importing this module builds nothing.
+
+    A configuration error (prod without a token, say) is reported as a failed lifespan startup,
+    which makes uvicorn exit instead of serving 500s.
+    """
 
     def __init__(self) -> None:
         self._app: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._app is None:
-            self._app = create_app()
+            try:
+                self._app = create_app()
+            except ValidationError as error:
+                if scope["type"] != "lifespan":
+                    raise
+                await receive()  # lifespan.startup
+                await send({"type": "lifespan.startup.failed", "message": f"bad settings: {error}"})
+                return
         await self._app(scope, receive, send)
 
 

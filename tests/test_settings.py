@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -63,3 +68,25 @@ def test_production_logs_json_unless_told_otherwise() -> None:
 
 def test_development_logs_console_lines() -> None:
     assert Settings(environment="dev").log_format == "console"
+
+
+def test_server_in_production_without_a_token_exits_with_an_error(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "APP_ENVIRONMENT": "prod",
+        "APP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}",
+    }
+    env.pop("APP_ADMIN_TOKEN", None)
+
+    result = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "app.main:app", "--port", "0"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "APP_ADMIN_TOKEN" in result.stderr + result.stdout
