@@ -52,7 +52,7 @@ test: install ## Run every test, on SQLite and on PostgreSQL, browser tests incl
 	$(BIN)/pytest --junitxml=var/junit.xml $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: install ## ruff, ruff format --check and mypy --strict
+lint: install lint-container ## ruff, ruff format --check, mypy --strict, hadolint, compose schema
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict app

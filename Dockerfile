@@ -1,0 +1,75 @@
+# syntax=docker/dockerfile:1
+# Purchase capture service: `docker compose up` (see compose.yaml) or
+#   docker build -t purchase-capture .
+# The base image is a build argument so that a mirror or a pinned digest can be used
+# (and so that `make container-test` can build this same file on a machine without a registry).
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# ---- build: every wheel the service needs, its own included -------------------------------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+
+# Dependencies first, from pyproject.toml alone (with an empty package standing in for the
+# code), so that this slow layer is reused for as long as the dependencies do not change.
+COPY pyproject.toml README.md ./
+RUN --mount=type=cache,target=/root/.cache/pip \
+    mkdir app && touch app/__init__.py \
+    && python -m pip wheel --wheel-dir /wheels . \
+    && rm -r app /wheels/purchase_capture-*.whl
+
+COPY app ./app
+RUN python -m pip wheel --no-deps --no-cache-dir --wheel-dir /wheels .
+
+# ---- runtime: the interpreter, a venv with the wheels, no compilers, no pip ------------------
+FROM ${PYTHON_IMAGE} AS runtime
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    APP_ENVIRONMENT=prod \
+    APP_LOG_FORMAT=json \
+    APP_LOG_LEVEL=INFO \
+    APP_STATIC_DIR=/app/static \
+    WEB_CONCURRENCY=1
+# No APP_ADMIN_TOKEN and no APP_DATABASE_URL here: both are given when the container starts,
+# and the service refuses to start in prod without a token.
+
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \
+       --shell /usr/sbin/nologin app
+
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    python -m venv "$VIRTUAL_ENV" \
+    && "$VIRTUAL_ENV/bin/pip" install --no-cache-dir --no-index --find-links=/wheels \
+       /wheels/purchase_capture-*.whl \
+    && "$VIRTUAL_ENV/bin/pip" uninstall --yes pip setuptools \
+    && python -c "import app.main"
+
+WORKDIR /app
+COPY alembic.ini ./
+COPY alembic ./alembic
+COPY static ./static
+COPY deploy/uvicorn-logging.json ./
+
+# Numeric, so that "runs as non-root" can be checked without reading /etc/passwd.
+USER 10001:10001
+EXPOSE 8000
+
+# python:*-slim has no curl; the interpreter is enough to ask /healthz.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
+
+# uvicorn runs as PID 1 (exec form), so SIGTERM reaches it: it stops accepting, finishes the
+# requests in flight (at most UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN seconds) and exits.
+# Worker processes: WEB_CONCURRENCY (uvicorn reads it for --workers). `--lifespan on` makes a
+# failed startup (no APP_ADMIN_TOKEN, say) end the process instead of serving 500s. The log
+# config leaves all output to the app's JSON logging (uvicorn's own plain startup lines, written
+# before the app has configured logging, are dropped).
+STOPSIGNAL SIGTERM
+ENV UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN=20
+CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "on", \
+     "--log-config", "/app/uvicorn-logging.json", "--proxy-headers", "--no-server-header"]
