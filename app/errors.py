@@ -178,7 +178,12 @@ async def _on_app_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
-    if isinstance(exc, OperationalError) or exc.connection_invalidated or _is_unreachable(exc):
+    if (
+        isinstance(exc, OperationalError)
+        or exc.connection_invalidated
+        or _is_unreachable(exc)
+        or _sqlstate(exc) in TRANSIENT_SQLSTATES
+    ):
         log.warning("database unavailable", error=type(exc.orig).__name__)
         return await _on_app_error(request, DatabaseUnavailable())
     log.exception("database error")
@@ -188,6 +193,15 @@ async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
 async def _on_connection_error(request: Request, exc: Exception) -> JSONResponse:
     log.warning("database unreachable", error=type(exc).__name__)
     return await _on_app_error(request, DatabaseUnavailable())
+
+
+# Deadlock and serialisation failures: the transaction was rolled back whole and a retry is safe.
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return str(code) if code else None
 
 
 def _is_unreachable(exc: DBAPIError) -> bool:

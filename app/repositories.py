@@ -124,10 +124,14 @@ class CustomerRepository:
     async def upsert_many(
         self, people: dict[str, str], *, now: datetime
     ) -> dict[str, UpsertedCustomer]:
-        """Upsert distinct emails (email -> name) in set-based statements."""
+        """Upsert distinct emails (email -> name) in set-based statements.
+
+        Rows are written in email order: two batches that share customers then lock them in
+        the same order and queue behind each other instead of deadlocking.
+        """
         params = [
             {"email": email, "name": name, "created_at": now, "updated_at": now}
-            for email, name in people.items()
+            for email, name in sorted(people.items())
         ]
         rows = (await self.session.execute(self._upsert_statement(), params)).all()
         return {row.email: UpsertedCustomer(_customer(row), bool(row.created)) for row in rows}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from httpx import AsyncClient
 
 from tests.helpers import assert_problem, purchase, stored_counts
@@ -98,3 +100,18 @@ async def test_batch_of_1000_with_repeats_is_stored_whole(
     assert len(body["purchases"]) == 1000
     assert body["customers_created"] == 300
     assert await stored_counts(client, auth) == (300, 1000)
+
+
+async def test_concurrent_batches_sharing_customers_all_succeed(
+    client: AsyncClient, auth: dict[str, str]
+) -> None:
+    emails = [f"shared{n}@example.com" for n in range(200)]
+    forward = [purchase(email=email) for email in emails]
+    backward = [purchase(email=email) for email in reversed(emails)]
+
+    responses = await asyncio.gather(
+        *(client.post(URL, json={"purchases": b}) for b in [forward, backward] * 3)
+    )
+
+    assert [r.status_code for r in responses] == [201] * 6
+    assert await stored_counts(client, auth) == (200, 1200)
