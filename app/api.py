@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from app import services
 from app.auth import require_admin
-from app.db import SessionDep
+from app.db import ConnectionDep
 from app.errors import UnsupportedMediaType
 from app.schemas import (
     BatchIn,
@@ -72,9 +72,9 @@ ops = APIRouter(tags=["operations"])
     summary="Capture a purchase; create or update its customer",
 )
 async def create_purchase(
-    data: PurchaseIn, session: SessionDep, idempotency_key: IdempotencyKey = None
+    data: PurchaseIn, conn: ConnectionDep, idempotency_key: IdempotencyKey = None
 ) -> Response:
-    captured = await services.capture_purchase(session, data=data, idempotency_key=idempotency_key)
+    captured = await services.capture_purchase(conn, data=data, idempotency_key=idempotency_key)
     headers = {"Idempotent-Replayed": "true"} if captured.replayed else None
     return Response(captured.body, 201, headers=headers, media_type="application/json")
 
@@ -85,44 +85,44 @@ async def create_purchase(
     responses=_problems(400, 413, 415, 422, 503),
     summary="Capture up to 1000 purchases, all or nothing",
 )
-async def create_purchases(data: BatchIn, session: SessionDep) -> BatchOut:
-    return await services.capture_batch(session, data=data)
+async def create_purchases(data: BatchIn, conn: ConnectionDep) -> BatchOut:
+    return await services.capture_batch(conn, data=data)
 
 
 @reads.get("/purchases", responses=_problems(401, 422, 503))
 async def list_purchases(
-    session: SessionDep,
+    conn: ConnectionDep,
     customer_email: Annotated[str | None, Query(max_length=320)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> PurchasePage:
     email = customer_email.strip().lower() if customer_email is not None else None
-    return await services.list_purchases(session, customer_email=email, cursor=cursor, limit=limit)
+    return await services.list_purchases(conn, customer_email=email, cursor=cursor, limit=limit)
 
 
 @reads.get("/purchases/{purchase_id}", responses=_problems(401, 404, 422, 503))
 async def get_purchase(
-    session: SessionDep, purchase_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+    conn: ConnectionDep, purchase_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> PurchaseOut:
-    return await services.get_purchase(session, purchase_id=purchase_id)
+    return await services.get_purchase(conn, purchase_id=purchase_id)
 
 
 @reads.get("/customers", responses=_problems(401, 422, 503))
 async def list_customers(
-    session: SessionDep,
+    conn: ConnectionDep,
     email: Annotated[str | None, Query(max_length=320)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> CustomerPage:
     normalised = email.strip().lower() if email is not None else None
-    return await services.list_customers(session, email=normalised, cursor=cursor, limit=limit)
+    return await services.list_customers(conn, email=normalised, cursor=cursor, limit=limit)
 
 
 @reads.get("/customers/{customer_id}", responses=_problems(401, 404, 422, 503))
 async def get_customer(
-    session: SessionDep, customer_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+    conn: ConnectionDep, customer_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> CustomerDetail:
-    return await services.get_customer(session, customer_id=customer_id)
+    return await services.get_customer(conn, customer_id=customer_id)
 
 
 @ops.get("/healthz", summary="The process is alive")
@@ -131,6 +131,6 @@ async def healthz() -> Health:
 
 
 @ops.get("/readyz", summary="The database answers", responses=_problems(503))
-async def readyz(session: SessionDep) -> Health:
-    await session.execute(text("SELECT 1"))
+async def readyz(conn: ConnectionDep) -> Health:
+    await conn.execute(text("SELECT 1"))
     return Health(status="ready")

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api import capture, ops, reads
-from app.db import create_engine, create_sessionmaker
+from app.db import create_engine
 from app.errors import install_error_handlers
 from app.log import configure_logging
 from app.metrics import Metrics
@@ -45,7 +45,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
         metrics.watch_pool(engine)
         if settings.admin_token is None:
             log.warning("APP_ADMIN_TOKEN is not set: the read endpoints will answer 401")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -12,20 +13,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
+# Where a request's transaction notes what it stored, in `connection.info` (see app.db).
+TALLY = "tally"
 PURCHASES = "purchases_captured"
 CUSTOMERS_CREATED = "customers_created"
 CUSTOMERS_UPDATED = "customers_updated"
 
 
-def tally(info: dict[str, object], *, purchases: int, created: int, updated: int) -> None:
-    """Note what a transaction stored (in `session.info`); counted once it has committed."""
+def tally(info: dict[Any, Any], *, purchases: int, created: int, updated: int) -> None:
+    """Note what a transaction stored; counted once it has committed."""
+    counts: dict[str, int] = info.setdefault(TALLY, {})
     for key, n in (
         (PURCHASES, purchases),
         (CUSTOMERS_CREATED, created),
         (CUSTOMERS_UPDATED, updated),
     ):
-        before = info.get(key, 0)
-        info[key] = (before if isinstance(before, int) else 0) + n
+        counts[key] = counts.get(key, 0) + n
 
 
 class Metrics:

@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, insert, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.models import Customer, IdempotencyKey, Purchase
 
@@ -70,8 +71,8 @@ PURCHASE_COLUMNS = (
 )
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.get_bind().dialect.name
+def _dialect(conn: AsyncConnection) -> str:
+    return conn.dialect.name
 
 
 def _customer(row: Any) -> CustomerRow:
@@ -92,30 +93,38 @@ def _purchase(row: Any) -> PurchaseRow:
     )
 
 
-class CustomerRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+@cache
+def _upsert_statement(dialect: str) -> Any:
+    """The customer upsert, built once per dialect (building it costs more than running it)."""
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Customer)
+    created: ColumnElement[bool]
+    if dialect == "postgresql":
+        # xmax is 0 only on a row version this statement inserted.
+        created = literal_column("customer.xmax = 0").label("created")
+    else:
+        # SQLite: an updated row keeps its created_at and gets this request's updated_at.
+        created = (Customer.created_at == Customer.updated_at).label("created")
+    return stmt.on_conflict_do_update(
+        index_elements=[Customer.email],
+        set_={"name": stmt.excluded.name, "updated_at": stmt.excluded.updated_at},
+    ).returning(*CUSTOMER_COLUMNS, created)
 
-    def _upsert_statement(self) -> Any:
-        dialect = _dialect(self.session)
-        stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Customer)
-        created: ColumnElement[bool]
-        if dialect == "postgresql":
-            # xmax is 0 only on a row version this statement inserted.
-            created = literal_column("customer.xmax = 0").label("created")
-        else:
-            # SQLite: an updated row keeps its created_at and gets this request's updated_at.
-            created = (Customer.created_at == Customer.updated_at).label("created")
-        return stmt.on_conflict_do_update(
-            index_elements=[Customer.email],
-            set_={"name": stmt.excluded.name, "updated_at": stmt.excluded.updated_at},
-        ).returning(*CUSTOMER_COLUMNS, created)
+
+_INSERT_ONE_PURCHASE = insert(Purchase).returning(Purchase.id, Purchase.total)
+_INSERT_PURCHASES = insert(Purchase).returning(
+    Purchase.id, Purchase.total, sort_by_parameter_order=True
+)
+
+
+class CustomerRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
 
     async def upsert(self, *, email: str, name: str, now: datetime) -> UpsertedCustomer:
         """Insert the customer, or rename the existing one: one statement, race-free."""
         row = (
-            await self.session.execute(
-                self._upsert_statement(),
+            await self.conn.execute(
+                _upsert_statement(_dialect(self.conn)),
                 {"email": email, "name": name, "created_at": now, "updated_at": now},
             )
         ).one()
@@ -133,12 +142,12 @@ class CustomerRepository:
             {"email": email, "name": name, "created_at": now, "updated_at": now}
             for email, name in sorted(people.items())
         ]
-        rows = (await self.session.execute(self._upsert_statement(), params)).all()
+        rows = (await self.conn.execute(_upsert_statement(_dialect(self.conn)), params)).all()
         return {row.email: UpsertedCustomer(_customer(row), bool(row.created)) for row in rows}
 
     async def get(self, customer_id: int) -> CustomerRow | None:
         row = (
-            await self.session.execute(select(*CUSTOMER_COLUMNS).where(Customer.id == customer_id))
+            await self.conn.execute(select(*CUSTOMER_COLUMNS).where(Customer.id == customer_id))
         ).one_or_none()
         return _customer(row) if row else None
 
@@ -151,11 +160,11 @@ class CustomerRepository:
             query = query.where(Customer.email == email)
         if before_id is not None:
             query = query.where(Customer.id < before_id)
-        return [_customer(row) for row in await self.session.execute(query)]
+        return [_customer(row) for row in await self.conn.execute(query)]
 
     async def totals(self, customer_id: int) -> tuple[int, dict[str, Decimal]]:
         """How many purchases the customer made, and the amount spent per currency."""
-        rows = await self.session.execute(
+        rows = await self.conn.execute(
             select(Purchase.currency, func.count(), func.sum(Purchase.total))
             .where(Purchase.customer_id == customer_id)
             .group_by(Purchase.currency)
@@ -170,8 +179,8 @@ class CustomerRepository:
 
 
 class PurchaseRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
 
     async def add_many(self, purchases: Sequence[NewPurchase]) -> list[tuple[int, Decimal]]:
         """Insert purchases in one set-based statement; returns (id, total) in input order."""
@@ -187,8 +196,10 @@ class PurchaseRepository:
             }
             for p in purchases
         ]
-        stmt = insert(Purchase).returning(Purchase.id, Purchase.total, sort_by_parameter_order=True)
-        return [(row.id, row.total) for row in await self.session.execute(stmt, params)]
+        if len(params) == 1:
+            row = (await self.conn.execute(_INSERT_ONE_PURCHASE, params[0])).one()
+            return [(row.id, row.total)]
+        return [(row.id, row.total) for row in await self.conn.execute(_INSERT_PURCHASES, params)]
 
     def _joined(self) -> Any:
         return select(
@@ -202,7 +213,7 @@ class PurchaseRepository:
 
     async def get(self, purchase_id: int) -> PurchaseRow | None:
         row = (
-            await self.session.execute(self._joined().where(Purchase.id == purchase_id))
+            await self.conn.execute(self._joined().where(Purchase.id == purchase_id))
         ).one_or_none()
         return _purchase(row) if row else None
 
@@ -215,12 +226,12 @@ class PurchaseRepository:
             query = query.where(Customer.email == customer_email)
         if before_id is not None:
             query = query.where(Purchase.id < before_id)
-        return [_purchase(row) for row in await self.session.execute(query)]
+        return [_purchase(row) for row in await self.conn.execute(query)]
 
 
 class IdempotencyRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
 
     async def claim(self, *, key: str, request_hash: str, now: datetime) -> bool:
         """Reserve the key for this transaction; False if another request holds it.
@@ -228,19 +239,19 @@ class IdempotencyRepository:
         On PostgreSQL a concurrent holder makes this wait until that transaction ends, so a
         False here always means the key's purchase is committed (or being replayed).
         """
-        insert_fn = postgresql.insert if _dialect(self.session) == "postgresql" else sqlite.insert
+        insert_fn = postgresql.insert if _dialect(self.conn) == "postgresql" else sqlite.insert
         stmt = (
             insert_fn(IdempotencyKey)
             .values(key=key, request_hash=request_hash, created_at=now)
             .on_conflict_do_nothing(index_elements=[IdempotencyKey.key])
             .returning(IdempotencyKey.key)
         )
-        return (await self.session.execute(stmt)).first() is not None
+        return (await self.conn.execute(stmt)).first() is not None
 
     async def stored(self, key: str) -> tuple[str, str | None]:
         """(request_hash, response_body) of a claimed key."""
         row = (
-            await self.session.execute(
+            await self.conn.execute(
                 select(IdempotencyKey.request_hash, IdempotencyKey.response_body).where(
                     IdempotencyKey.key == key
                 )
@@ -249,7 +260,7 @@ class IdempotencyRepository:
         return row.request_hash, row.response_body
 
     async def complete(self, *, key: str, purchase_id: int, response_body: str) -> None:
-        await self.session.execute(
+        await self.conn.execute(
             update(IdempotencyKey)
             .where(IdempotencyKey.key == key)
             .values(purchase_id=purchase_id, response_body=response_body)

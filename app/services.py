@@ -8,7 +8,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import IdempotencyKeyReused, InvalidCursor, NotFound
 from app.metrics import tally
@@ -68,18 +68,18 @@ def _purchase_out(row: PurchaseRow) -> PurchaseOut:
     )
 
 
-async def _store(session: AsyncSession, purchases: list[PurchaseIn]) -> BatchOut:
+async def _store(conn: AsyncConnection, purchases: list[PurchaseIn]) -> BatchOut:
     """Upsert each distinct customer once, then insert every purchase, in input order."""
     now = utcnow()
     # A later occurrence of an email wins the name (dicts keep the last value per key).
     people = {p.customer.email: p.customer.name for p in purchases}
-    customers = CustomerRepository(session)
+    customers = CustomerRepository(conn)
     if len(people) == 1:
         ((email, name),) = people.items()
         upserted = {email: await customers.upsert(email=email, name=name, now=now)}
     else:
         upserted = await customers.upsert_many(people, now=now)
-    stored = await PurchaseRepository(session).add_many(
+    stored = await PurchaseRepository(conn).add_many(
         [
             NewPurchase(
                 customer_id=upserted[p.customer.email].customer.id,
@@ -107,21 +107,21 @@ async def _store(session: AsyncSession, purchases: list[PurchaseIn]) -> BatchOut
         for p, (purchase_id, total) in zip(purchases, stored, strict=True)
     ]
     created = sum(1 for u in upserted.values() if u.created)
-    tally(session.info, purchases=len(captured), created=created, updated=len(upserted) - created)
+    tally(conn.info, purchases=len(captured), created=created, updated=len(upserted) - created)
     return BatchOut(
         purchases=captured, customers_created=created, customers_updated=len(upserted) - created
     )
 
 
 async def capture_purchase(
-    session: AsyncSession, *, data: PurchaseIn, idempotency_key: str | None = None
+    conn: AsyncConnection, *, data: PurchaseIn, idempotency_key: str | None = None
 ) -> Captured:
     """Store one purchase and upsert its customer; with a key, at most once per key."""
     if idempotency_key is None:
-        return Captured((await _store(session, [data])).purchases[0].model_dump_json(), False)
+        return Captured((await _store(conn, [data])).purchases[0].model_dump_json(), False)
 
     request_hash = hashlib.sha256(data.model_dump_json().encode()).hexdigest()
-    keys = IdempotencyRepository(session)
+    keys = IdempotencyRepository(conn)
     if not await keys.claim(key=idempotency_key, request_hash=request_hash, now=utcnow()):
         stored_hash, stored_body = await keys.stored(idempotency_key)
         if stored_hash != request_hash or stored_body is None:
@@ -130,14 +130,14 @@ async def capture_purchase(
             )
         return Captured(stored_body, True)
 
-    purchase = (await _store(session, [data])).purchases[0]
+    purchase = (await _store(conn, [data])).purchases[0]
     body = purchase.model_dump_json()
     await keys.complete(key=idempotency_key, purchase_id=purchase.id, response_body=body)
     return Captured(body, False)
 
 
-async def capture_batch(session: AsyncSession, *, data: BatchIn) -> BatchOut:
-    return await _store(session, data.purchases)
+async def capture_batch(conn: AsyncConnection, *, data: BatchIn) -> BatchOut:
+    return await _store(conn, data.purchases)
 
 
 def encode_cursor(last_id: int) -> str:
@@ -163,9 +163,9 @@ def _next_cursor(ids: list[int], limit: int) -> str | None:
 
 
 async def list_purchases(
-    session: AsyncSession, *, customer_email: str | None, cursor: str | None, limit: int
+    conn: AsyncConnection, *, customer_email: str | None, cursor: str | None, limit: int
 ) -> PurchasePage:
-    rows = await PurchaseRepository(session).page(
+    rows = await PurchaseRepository(conn).page(
         customer_email=customer_email, before_id=decode_cursor(cursor), limit=limit
     )
     return PurchasePage(
@@ -174,17 +174,17 @@ async def list_purchases(
     )
 
 
-async def get_purchase(session: AsyncSession, *, purchase_id: int) -> PurchaseOut:
-    row = await PurchaseRepository(session).get(purchase_id)
+async def get_purchase(conn: AsyncConnection, *, purchase_id: int) -> PurchaseOut:
+    row = await PurchaseRepository(conn).get(purchase_id)
     if row is None:
         raise NotFound(f"No purchase with id {purchase_id}.")
     return _purchase_out(row)
 
 
 async def list_customers(
-    session: AsyncSession, *, email: str | None, cursor: str | None, limit: int
+    conn: AsyncConnection, *, email: str | None, cursor: str | None, limit: int
 ) -> CustomerPage:
-    rows = await CustomerRepository(session).page(
+    rows = await CustomerRepository(conn).page(
         email=email, before_id=decode_cursor(cursor), limit=limit
     )
     return CustomerPage(
@@ -193,8 +193,8 @@ async def list_customers(
     )
 
 
-async def get_customer(session: AsyncSession, *, customer_id: int) -> CustomerDetail:
-    customers = CustomerRepository(session)
+async def get_customer(conn: AsyncConnection, *, customer_id: int) -> CustomerDetail:
+    customers = CustomerRepository(conn)
     row = await customers.get(customer_id)
     if row is None:
         raise NotFound(f"No customer with id {customer_id}.")
