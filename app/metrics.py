@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from contextvars import ContextVar
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -13,21 +13,27 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
-# Where a request's transaction notes what it stored, in `connection.info` (see app.db).
-TALLY = "tally"
 PURCHASES = "purchases_captured"
 CUSTOMERS_CREATED = "customers_created"
 CUSTOMERS_UPDATED = "customers_updated"
 
+# What the current request's transaction stored, counted only once it has committed (app.db).
+_pending: ContextVar[dict[str, int] | None] = ContextVar("pending_counts", default=None)
 
-def tally(info: dict[Any, Any], *, purchases: int, created: int, updated: int) -> None:
-    """Note what a transaction stored; counted once it has committed."""
-    counts: dict[str, int] = info.setdefault(TALLY, {})
-    for key, n in (
-        (PURCHASES, purchases),
-        (CUSTOMERS_CREATED, created),
-        (CUSTOMERS_UPDATED, updated),
-    ):
+
+def start_tally() -> dict[str, int]:
+    counts: dict[str, int] = {}
+    _pending.set(counts)
+    return counts
+
+
+def tally(*, purchases: int, created: int, updated: int) -> None:
+    """Note what the current transaction stored."""
+    counts = _pending.get()
+    if counts is None:
+        return
+    stored = {PURCHASES: purchases, CUSTOMERS_CREATED: created, CUSTOMERS_UPDATED: updated}
+    for key, n in stored.items():
         counts[key] = counts.get(key, 0) + n
 
 
