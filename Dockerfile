@@ -63,7 +63,8 @@ EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 
-# uvicorn runs as PID 1 (exec form), so SIGTERM reaches it: it stops accepting, finishes the
+# `python -m app` (uvicorn with a bounded request head, exit 0 after a clean SIGTERM) runs as
+# PID 1 (exec form), so SIGTERM reaches it: it stops accepting, finishes the
 # requests in flight (at most UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN seconds) and exits.
 # Worker processes: WEB_CONCURRENCY (uvicorn reads it for --workers). `--lifespan on` makes a
 # failed startup (no APP_ADMIN_TOKEN, say) end the process instead of serving 500s. The log
@@ -71,5 +72,5 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
 # before the app has configured logging, are dropped).
 STOPSIGNAL SIGTERM
 ENV UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN=20
-CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "on", \
+CMD ["python", "-m", "app", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "on", \
      "--log-config", "/app/uvicorn-logging.json", "--proxy-headers", "--no-server-header"]

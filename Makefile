@@ -44,7 +44,7 @@ run: install migrate $(DEV_TOKEN_FILE) ## Serve on http://127.0.0.1:8000 (SQLite
 	echo "  Read endpoints need the dev admin token (kept in $(DEV_TOKEN_FILE)):"; \
 	echo "    curl -H 'Authorization: Bearer $$token' http://$(HOST):$(PORT)/api/v1/customers"; \
 	echo ""; \
-	APP_ADMIN_TOKEN=$$token exec $(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT) --no-access-log
+	APP_ADMIN_TOKEN=$$token exec $(BIN)/python -m app --host $(HOST) --port $(PORT)
 
 .PHONY: test
 test: install ## Run every test, on SQLite and on PostgreSQL, browser tests included

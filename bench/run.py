@@ -352,7 +352,7 @@ def free_port() -> int:
 
 
 class Service:
-    """`uvicorn app.main:app` as production runs it (see the Dockerfile), on a loopback port."""
+    """`python -m app` as production runs it (see the Dockerfile), on a loopback port."""
 
     def __init__(self, database: str, workdir: Path, sampler: RssSampler) -> None:
         self.database = database
@@ -391,7 +391,7 @@ class Service:
         }
         for name in ("WEB_CONCURRENCY", "PYTHONDEVMODE", "PYTHONASYNCIODEBUG"):
             env.pop(name, None)
-        cmd = [str(VENV_BIN / "uvicorn"), "app.main:app", "--host", "127.0.0.1"]
+        cmd = [str(VENV_BIN / "python"), "-m", "app", "--host", "127.0.0.1"]
         cmd += ["--port", str(self.port), "--workers", str(workers)]
         cmd += ["--proxy-headers", "--no-server-header"]
         if LOG_CONFIG.exists():
