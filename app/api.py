@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from sqlalchemy import text
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from app import services
 from app.auth import require_admin
@@ -25,6 +26,16 @@ from app.schemas import (
 )
 
 MAX_ID = 2**63 - 1
+
+
+class _NotBatch(StringConvertor):
+    """Any path segment but "batch": GET /purchases/batch is then a 405 (only POST is served
+    there), not a purchase id that fails to parse."""
+
+    regex = "(?!batch$)[^/]+"
+
+
+register_url_convertor("not_batch", _NotBatch())
 
 
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -54,6 +65,11 @@ IdempotencyKey = Annotated[
     ),
 ]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
+# PostgreSQL cannot compare text holding NUL; no stored email has a control character anyway.
+EmailFilter = Annotated[
+    str | None,
+    Query(max_length=320, pattern=r"^[^\x00-\x1f\x7f]*$", description="Exact email."),
+]
 Cursor = Annotated[
     str | None,
     Query(max_length=64, description="`next_cursor` of the previous page."),
@@ -92,7 +108,7 @@ async def create_purchases(data: BatchIn, conn: ConnectionDep) -> BatchOut:
 @reads.get("/purchases", responses=_problems(401, 422, 503))
 async def list_purchases(
     conn: ConnectionDep,
-    customer_email: Annotated[str | None, Query(max_length=320)] = None,
+    customer_email: EmailFilter = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> PurchasePage:
@@ -100,7 +116,7 @@ async def list_purchases(
     return await services.list_purchases(conn, customer_email=email, cursor=cursor, limit=limit)
 
 
-@reads.get("/purchases/{purchase_id}", responses=_problems(401, 404, 422, 503))
+@reads.get("/purchases/{purchase_id:not_batch}", responses=_problems(401, 404, 422, 503))
 async def get_purchase(
     conn: ConnectionDep, purchase_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> PurchaseOut:
@@ -110,7 +126,7 @@ async def get_purchase(
 @reads.get("/customers", responses=_problems(401, 422, 503))
 async def list_customers(
     conn: ConnectionDep,
-    email: Annotated[str | None, Query(max_length=320)] = None,
+    email: EmailFilter = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> CustomerPage:

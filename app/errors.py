@@ -14,10 +14,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from app.schemas import FieldError, Problem
 
 PROBLEM_JSON = "application/problem+json"
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 RETRY_AFTER_SECONDS = "5"
 
 log = structlog.get_logger(__name__)
@@ -164,8 +166,21 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-    return problem_response(
-        exc.status_code, detail, instance=request.url.path, headers=dict(exc.headers or {})
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return problem_response(exc.status_code, detail, instance=request.url.path, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
     )
 
 
@@ -197,6 +212,10 @@ async def _on_connection_error(request: Request, exc: Exception) -> JSONResponse
 
 # Deadlock and serialisation failures: the transaction was rolled back whole and a retry is safe.
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+# SQLSTATEs of a server that is not there right now (rather than of a wrong statement):
+# class 08 connection exceptions, 53300 too many connections, and 57P01-57P05: shutting down,
+# crashed, starting up ("the database system is not yet accepting connections"), dropped.
+UNAVAILABLE_SQLSTATES = ("08", "53300", "57P0")
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:
@@ -208,6 +227,7 @@ def _is_unreachable(exc: DBAPIError) -> bool:
     return (
         isinstance(exc.orig, OSError | ConnectionError)
         or "connection" in type(exc.orig).__name__.lower()
+        or (_sqlstate(exc) or "").startswith(UNAVAILABLE_SQLSTATES)
     )
 
 

@@ -24,6 +24,7 @@ from app.metrics import Metrics
 from app.middleware import (
     AccessLogMiddleware,
     BodyLimitMiddleware,
+    KnownMethodsMiddleware,
     SecurityHeadersMiddleware,
     is_sane_request_id,
 )
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # land even on the last-resort 500 the access-log middleware writes.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     metrics.instrument(app)
+    app.add_middleware(KnownMethodsMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

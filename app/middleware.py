@@ -139,3 +139,24 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+# The methods HTTP defines (RFC 9110, 5789) and QUERY; any other is refused before metrics see
+# it, so a client cannot add a label value (a time series) per made-up method.
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "QUERY"}
+)
+
+
+class KnownMethodsMiddleware:
+    """Answers 405 problem+json to a method no route could ever serve."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in KNOWN_METHODS:
+            response = problem_response(405, "Method Not Allowed", headers={"Allow": "GET, POST"})
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import datetime
 from decimal import Decimal
@@ -23,6 +24,15 @@ from pydantic import (
 MAX_PRICE = Decimal(1_000_000_000)
 CENT = Decimal("0.01")
 MAX_BATCH = 1000
+# Text fields: no control characters (PostgreSQL cannot store NUL), and not blank once the
+# surrounding whitespace (str.strip's, which is stripped) is gone. The spec states both exactly.
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+_SPACE = r" \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+PRINTABLE_TEXT = f"^[^{_CONTROL}]*[^{_CONTROL}{_SPACE}][^{_CONTROL}]*$"
+SPECIAL_USE_DOMAIN_REFUSED = r"^(?!.*[@.](?:arpa|invalid|local|localhost|onion|test)$)"
+# A price given as a string: what the spec documents, exactly (0 <= price < 1e9, 2 decimals).
+PRICE_TEXT = r"^[0-9]{1,9}(\.[0-9]{1,2})?$"
+PRICE_SHAPE = r"^[0-9]{1,9}(\.[0-9]+)?$"
 
 
 @cache
@@ -48,7 +58,32 @@ def _printable(value: str) -> str:
 def _price_input(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         raise ValueError('must be a number or a decimal string such as "12.50"')
+    # Plain digits only (no sign, exponent, spaces or "_"): what the spec's pattern allows;
+    # the number of decimals and the bounds are then checked, and worded, as for numbers.
+    if isinstance(value, str) and not re.fullmatch(PRICE_SHAPE, value):
+        raise ValueError('must be a decimal string such as "12.50"')
     return value
+
+
+def _quantity_input(value: Any) -> Any:
+    # JSON has one number type: 3.0 is the integer 3 (as JSON Schema says); 2.5 and "3" are not.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _price_schema(schema: dict[str, Any]) -> None:
+    # What Decimal's constraints mean for a JSON string or number, in JSON Schema terms.
+    for keyword in ("type", "decimal_places", "ge", "lt", "pattern"):
+        schema.pop(keyword, None)
+    schema["anyOf"] = [
+        {"type": "string", "pattern": PRICE_TEXT},
+        {"type": "number", "minimum": 0, "exclusiveMaximum": 1e9, "multipleOf": 0.01},
+    ]
+
+
+def _currency_schema(schema: dict[str, Any]) -> None:
+    schema["enum"] = sorted(iso_4217_codes())
 
 
 def _to_cents(value: Decimal) -> Decimal:
@@ -70,19 +105,25 @@ Email = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=3, max_length=320),
     AfterValidator(_normalise_email),
-    Field(description="Identifies the customer; compared case-insensitively, stored lower-cased."),
+    Field(
+        description="Identifies the customer; compared case-insensitively, stored lower-cased.",
+        # email-validator refuses the special-use domains (RFC 6761) whatever their form.
+        json_schema_extra={"format": "email", "pattern": SPECIAL_USE_DOMAIN_REFUSED},
+    ),
 ]
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
     AfterValidator(_printable),
+    Field(json_schema_extra={"pattern": PRINTABLE_TEXT}),
 ]
 Item = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
     AfterValidator(_printable),
+    Field(json_schema_extra={"pattern": PRINTABLE_TEXT}),
 ]
-Quantity = Annotated[int, Field(ge=1, le=10_000)]
+Quantity = Annotated[int, Field(ge=1, le=10_000), BeforeValidator(_quantity_input)]
 Price = Annotated[
     Decimal,
     BeforeValidator(_price_input),
@@ -93,7 +134,7 @@ Price = Annotated[
         decimal_places=2,
         allow_inf_nan=False,
         description='Exact decimal, as a JSON string ("12.50") or number; at most 2 decimals.',
-        json_schema_extra={"anyOf": [{"type": "string"}, {"type": "number"}]},
+        json_schema_extra=_price_schema,
     ),
     AfterValidator(_to_cents),
 ]
@@ -101,7 +142,7 @@ Currency = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Z]{3}$"),
     AfterValidator(_known_currency),
-    Field(description="ISO 4217 code, upper case."),
+    Field(description="ISO 4217 code, upper case.", json_schema_extra=_currency_schema),
 ]
 MoneyOut = Annotated[
     Decimal,

@@ -128,3 +128,9 @@ async def test_fifty_concurrent_first_purchases_create_one_customer(
     assert sum(r.json()["customer_created"] for r in responses) == 1
     assert len({r.json()["customer"]["id"] for r in responses}) == 1
     assert await stored_counts(client, auth) == (1, 50)
+
+
+async def test_quantity_written_as_a_whole_float_is_that_integer(client: AsyncClient) -> None:
+    body = (await client.post(URL, json=purchase(quantity=3.0))).json()
+
+    assert body["quantity"] == 3

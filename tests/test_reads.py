@@ -131,3 +131,21 @@ async def test_forged_cursor_is_a_422_problem(
     response = await client.get("/api/v1/customers", params={"cursor": cursor}, headers=auth)
 
     assert assert_problem(response, 422)["title"] == "Invalid cursor"
+
+
+async def test_get_on_the_batch_path_is_a_405_not_a_bad_id(
+    client: AsyncClient, auth: dict[str, str]
+) -> None:
+    response = await client.get("/api/v1/purchases/batch", headers=auth)
+
+    assert_problem(response, 405)
+    assert response.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/purchases?customer_email=a%00b", "/api/v1/customers?email=a%00b"]
+)
+async def test_control_character_in_an_email_filter_is_a_422_problem(
+    client: AsyncClient, auth: dict[str, str], path: str
+) -> None:
+    assert_problem(await client.get(path, headers=auth), 422)
