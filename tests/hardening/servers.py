@@ -1,0 +1,409 @@
+"""Real processes for the hardening tests: uvicorn servers, databases, a throwaway PostgreSQL.
+
+- `UvicornServer` runs the app (`python -m app`, else `uvicorn app.main:app`) in its own OS
+  process on a free loopback port with the given `APP_*` environment, waits until it answers,
+  and stops it (SIGTERM, then SIGKILL).
+- `create_database` / `drop_database` make a fresh database on a PostgreSQL server and migrate
+  it with `alembic upgrade head`, as a release would.
+- `PgCluster` is a PostgreSQL cluster of the test's own (initdb + pg_ctl from
+  `pg_config --bindir`, run as the `postgres` OS user when we are root), on a free port with
+  its socket and data in a temporary directory, so a test may stop it to cut the database off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+import asyncpg
+import httpx
+from sqlalchemy import make_url
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_TOKEN = "hardening-admin-token-0123456789"
+START_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+# --- databases ---------------------------------------------------------------------------------
+
+
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    """`postgresql+asyncpg://...` -> the `postgresql://...` DSN asyncpg itself takes."""
+    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(False)
+
+
+async def create_database(server_url: str, prefix: str = "hardening") -> str:
+    """A new, migrated database on the server of `server_url`; returns its SQLAlchemy URL."""
+    url = make_url(server_url)
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(asyncpg_dsn(server_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    database_url = url.set(database=name).render_as_string(hide_password=False)
+    try:
+        migrate(database_url)
+    except BaseException:
+        await drop_database(database_url)
+        raise
+    return database_url
+
+
+async def drop_database(database_url: str) -> None:
+    url = make_url(database_url)
+    server = url.set(database="postgres").render_as_string(hide_password=False)
+    admin = await asyncpg.connect(asyncpg_dsn(server))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def migrate(database_url: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT,
+        env={**os.environ, "APP_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"alembic upgrade head failed:\n{done.stdout}\n{done.stderr}")
+
+
+def app_env(database_url: str, **settings: str) -> dict[str, str]:
+    """The environment of an app process: ours, less any APP_*, plus the test's settings."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("APP_")}
+    env.update(
+        {
+            "APP_ENVIRONMENT": "test",
+            "APP_ADMIN_TOKEN": ADMIN_TOKEN,
+            "APP_DATABASE_URL": database_url,
+            "APP_LOG_FORMAT": "json",
+            "APP_STATIC_DIR": str(ROOT / "static"),
+        }
+    )
+    env.update({f"APP_{key.upper()}": value for key, value in settings.items()})
+    return env
+
+
+# --- uvicorn -----------------------------------------------------------------------------------
+
+
+class UvicornServer:
+    """`uvicorn app.main:app` as a separate OS process on 127.0.0.1 and a free port."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        workdir: Path,
+        *,
+        name: str = "app",
+        workers: int = 1,
+        extra_args: Iterable[str] = (),
+    ) -> None:
+        self.env = dict(env)
+        self.port = free_port()
+        self.workers = workers
+        self.extra_args = list(extra_args)
+        self.log_path = workdir / f"uvicorn-{name}-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "the server is not running"
+        return self.process.pid
+
+    def start(self, ready_path: str = "/readyz", timeout: float = START_TIMEOUT_S) -> None:
+        if self.process is not None:
+            raise RuntimeError("the server is already running")
+        args = [
+            *server_command(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-access-log",
+            *self.extra_args,
+        ]
+        if self.workers > 1:
+            args += ["--workers", str(self.workers)]
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            args,
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            self.wait_for(ready_path, 200, timeout=timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_for(self, path: str, status: int, timeout: float) -> None:
+        """Polls `path` until it answers `status`; fails if the process dies meanwhile."""
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                code = self.process.returncode
+                raise RuntimeError(f"uvicorn exited ({code}):\n{self.log_tail()}")
+            try:
+                response = httpx.get(f"{self.base_url}{path}", timeout=2.0)
+                if response.status_code == status:
+                    return
+                last = f"{response.status_code} {response.text[:200]}"
+            except httpx.TransportError as error:
+                last = repr(error)
+            time.sleep(0.1)
+        raise RuntimeError(
+            f"{path} did not answer {status} within {timeout}s (last: {last}):\n{self.log_tail()}"
+        )
+
+    def terminate(self) -> None:
+        """SIGTERM, as an orchestrator stopping the container sends it."""
+        assert self.process is not None, "the server is not running"
+        self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> int:
+        """Waits for the process to exit; returns its exit code."""
+        assert self.process is not None, "the server is not running"
+        code = self.process.wait(timeout=timeout)
+        self._reap()
+        return code
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.process is None:
+            return None
+        process = self.process
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._kill_tree(process.pid)
+                process.wait(timeout=10)
+        self._reap()
+        return process.returncode
+
+    def _kill_tree(self, pid: int) -> None:
+        for process_id in (*descendants(pid), pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process_id, signal.SIGKILL)
+
+    def _reap(self) -> None:
+        if self.process is not None:
+            self.process.wait()
+            self.process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the server and its worker processes together."""
+        return sum(rss_bytes(pid) for pid in (self.pid, *descendants(self.pid)))
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:]) or "(no log)"
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def server_command() -> list[str]:
+    """How production starts the service: `python -m app` (uvicorn's options, exit 0 after a
+    graceful SIGTERM) where the project has that entry point, else plain uvicorn."""
+    if (ROOT / "app" / "__main__.py").exists():
+        return [sys.executable, "-m", "app"]
+    return [sys.executable, "-m", "uvicorn", "app.main:app"]
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (uvicorn's workers and their helpers), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        # The command name may hold spaces and parentheses: the ppid follows the last ')'.
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
+# --- a PostgreSQL cluster of the test's own ----------------------------------------------------
+
+
+def postgres_bindir() -> Path | None:
+    """The server binaries: `pg_config --bindir`, else the newest /usr/lib/postgresql/*/bin."""
+    pg_config = shutil.which("pg_config")
+    candidates: list[Path] = []
+    if pg_config:
+        done = subprocess.run(  # noqa: S603
+            [pg_config, "--bindir"], capture_output=True, text=True, check=False
+        )
+        if done.returncode == 0:
+            candidates.append(Path(done.stdout.strip()))
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    for bindir in candidates:
+        if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists():
+            return bindir
+    return None
+
+
+class PgCluster:
+    """A throwaway PostgreSQL cluster: trust auth, loopback only, data in a temporary dir.
+
+    As root the server binaries run as the `postgres` OS user (PostgreSQL refuses root);
+    as anyone else they run as that user. `stop()` and `start()` may be repeated: the data
+    and the port are kept, so a test can take the database away and bring it back.
+    """
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.port = free_port()
+        self.as_root = os.geteuid() == 0
+        self.base = Path(tempfile.mkdtemp(prefix="pg-hardening-"))
+        self.data = self.base / "data"
+        self.socket_dir = self.base / "run"
+        self.log_path = self.base / "postgres.log"
+        self.running = False
+
+    @property
+    def server_url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str, timeout: float = 60) -> None:
+        command = [str(self.bindir / args[0]), *args[1:]]
+        if self.as_root:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(  # noqa: S603 - fixed binaries, our own arguments
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=self.base,
+            env={**os.environ, "LC_ALL": "C"},
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+                f"\n{self.log_tail()}"
+            )
+
+    def init(self) -> None:
+        self.socket_dir.mkdir()
+        if self.as_root:
+            shutil.chown(self.base, "postgres", "postgres")
+            shutil.chown(self.socket_dir, "postgres", "postgres")
+        self._run(
+            "initdb",
+            "--pgdata",
+            str(self.data),
+            "--username",
+            "postgres",
+            "--auth",
+            "trust",
+            "--no-sync",
+            "--encoding",
+            "UTF8",
+            "--no-instructions",
+        )
+
+    def start(self) -> None:
+        # fsync=off only skips flushing the OS cache, which outlives a stopped server; commits
+        # stay synchronous, so a stop in `immediate` mode (a crash) loses nothing committed.
+        options = (
+            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c full_page_writes=off "
+            "-c max_connections=100"
+        )
+        self._run(
+            "pg_ctl", "--pgdata", str(self.data), "--log", str(self.log_path),
+            "--wait", "--timeout", "60", "--options", options, "start",
+        )  # fmt: skip
+        self.running = True
+
+    def stop(self, mode: str = "immediate") -> None:
+        """`immediate` is a crash (connections cut, no checkpoint); `fast` a clean shutdown."""
+        self._run(
+            "pg_ctl", "--pgdata", str(self.data), "--wait", "--timeout", "60",
+            "--mode", mode, "stop",
+        )  # fmt: skip
+        self.running = False
+
+    def destroy(self) -> None:
+        if self.running:
+            try:
+                self.stop()
+            except (RuntimeError, subprocess.TimeoutExpired):
+                self.running = False
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
