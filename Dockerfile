@@ -23,6 +23,14 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 COPY app ./app
 RUN python -m pip wheel --no-deps --no-cache-dir --wheel-dir /wheels .
 
+# The venv is built here and copied whole: a COPY's cache key is its content, so a new wheel
+# always reaches the runtime image (a RUN with a bind mount from this stage is cached by its
+# command line alone in buildah, and kept installing the previous wheel).
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links=/wheels \
+       /wheels/purchase_capture-*.whl \
+    && /opt/venv/bin/pip uninstall --yes pip setuptools
+
 # ---- runtime: the interpreter, a venv with the wheels, no compilers, no pip ------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
@@ -42,12 +50,8 @@ RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \
        --shell /usr/sbin/nologin app
 
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    python -m venv "$VIRTUAL_ENV" \
-    && "$VIRTUAL_ENV/bin/pip" install --no-cache-dir --no-index --find-links=/wheels \
-       /wheels/purchase_capture-*.whl \
-    && "$VIRTUAL_ENV/bin/pip" uninstall --yes pip setuptools \
-    && python -c "import app.main"
+COPY --from=build /opt/venv /opt/venv
+RUN python -c "import app.main, app.__main__"
 
 WORKDIR /app
 COPY alembic.ini ./
