@@ -15,8 +15,9 @@ from pathlib import Path
 
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.e2e.harness import ROOT, AppServer, chromium_path, launch_chromium
+from tests.e2e.harness import AppServer, chromium_path, launch_chromium
 from tests.e2e.test_purchase_page import fill, outcome, submit_button
+from tests.servers import ROOT
 
 
 async def open_page(browser: Browser, server: AppServer, width: int, height: int) -> Page:

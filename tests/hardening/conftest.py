@@ -17,16 +17,9 @@ import asyncpg
 import pytest
 
 from tests.conftest import POSTGRES_ENV, postgres_required
+from tests.servers import UvicornServer, app_env
 
-from .servers import (
-    PgCluster,
-    UvicornServer,
-    app_env,
-    asyncpg_dsn,
-    create_database,
-    drop_database,
-    postgres_bindir,
-)
+from .postgres import PgCluster, asyncpg_dsn, create_database, drop_database, postgres_bindir
 
 
 def _unavailable(reason: str) -> None:

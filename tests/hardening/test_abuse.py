@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from .servers import ADMIN_TOKEN, UvicornServer
+from tests.servers import ADMIN_TOKEN, UvicornServer
 
 pytestmark = pytest.mark.postgres
 

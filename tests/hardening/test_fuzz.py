@@ -20,8 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.servers import ADMIN_TOKEN, ROOT
+
 from .conftest import Serve
-from .servers import ADMIN_TOKEN, ROOT
 
 pytestmark = pytest.mark.postgres
 

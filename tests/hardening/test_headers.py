@@ -10,12 +10,14 @@ Access-Control-* header by default; with APP_CORS_ORIGINS='["https://shop.exampl
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
 
+from tests.servers import ADMIN_TOKEN, UvicornServer
+
 from .conftest import Serve
-from .servers import ADMIN_TOKEN, UvicornServer
 
 pytestmark = pytest.mark.postgres
 
@@ -78,7 +80,7 @@ REQUESTS = [
     ids=[f"{status}-{method}-{path}" for method, path, _, status in REQUESTS],
 )
 def test_every_response_carries_the_security_headers(
-    module_server: UvicornServer, method: str, path: str, kwargs: dict[str, object], status: int
+    module_server: UvicornServer, method: str, path: str, kwargs: dict[str, Any], status: int
 ) -> None:
     response = httpx.request(method, module_server.base_url + path, timeout=10, **kwargs)
 

@@ -19,8 +19,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from tests.servers import UvicornServer
+
 from .conftest import Serve
-from .servers import UvicornServer, asyncpg_dsn
+from .postgres import asyncpg_dsn
 
 pytestmark = pytest.mark.postgres
 

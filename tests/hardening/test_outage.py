@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from .conftest import Serve
-from .servers import PgCluster, asyncpg_dsn, create_database
+from .postgres import PgCluster, asyncpg_dsn, create_database
 
 pytestmark = pytest.mark.postgres
 

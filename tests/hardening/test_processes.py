@@ -20,8 +20,9 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.servers import descendants
+
 from .conftest import Serve
-from .servers import descendants
 
 pytestmark = pytest.mark.postgres
 
@@ -103,12 +104,12 @@ async def test_concurrent_first_purchases_and_retries_across_processes(
 
     # Exactly one purchase per key, and every answer for a key names that purchase.
     by_key: dict[str, set[int]] = {}
-    replayed = Counter()
+    replayed: Counter[str] = Counter()
     for (_, _, _, headers), response in zip(calls, responses, strict=True):
         if headers:
-            key = headers["Idempotency-Key"]
-            by_key.setdefault(key, set()).add(response.json()["id"])
-            replayed[key] += response.headers.get("Idempotent-Replayed") == "true"
+            idempotency_key = headers["Idempotency-Key"]
+            by_key.setdefault(idempotency_key, set()).add(response.json()["id"])
+            replayed[idempotency_key] += response.headers.get("Idempotent-Replayed") == "true"
     assert all(len(ids) == 1 for ids in by_key.values()), by_key
     assert all(n == SAME_KEY_REQUESTS - 1 for n in replayed.values()), replayed
     retried = await db.fetchval("SELECT count(*) FROM purchase WHERE item = 'retried'")

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from .conftest import Serve
-from .servers import asyncpg_dsn
+from .postgres import asyncpg_dsn
 
 pytestmark = pytest.mark.postgres
 

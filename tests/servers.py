@@ -1,37 +1,31 @@
-"""Real processes for the hardening tests: uvicorn servers, databases, a throwaway PostgreSQL.
+"""The app as a real process, for the tests that need one (hardening, e2e, the screenshot).
 
-- `UvicornServer` runs the app (`python -m app`, else `uvicorn app.main:app`) in its own OS
-  process on a free loopback port with the given `APP_*` environment, waits until it answers,
-  and stops it (SIGTERM, then SIGKILL).
-- `create_database` / `drop_database` make a fresh database on a PostgreSQL server and migrate
-  it with `alembic upgrade head`, as a release would.
-- `PgCluster` is a PostgreSQL cluster of the test's own (initdb + pg_ctl from
-  `pg_config --bindir`, run as the `postgres` OS user when we are root), on a free port with
-  its socket and data in a temporary directory, so a test may stop it to cut the database off.
+- `UvicornServer` runs the app as production does (`python -m app`, else `uvicorn app.main:app`)
+  in its own OS process on a free loopback port with the given environment, waits until it
+  answers, and stops it (SIGTERM, then SIGKILL of it and its workers). `stop()` and `start()`
+  may be repeated: the port is kept, so a test can take the service away and bring it back.
+- `app_env` is the environment of such a process; `migrate` brings a database to head with
+  `alembic upgrade head`, as a release would.
+- `rss_bytes` and `descendants` look at a process and its children in /proc.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-import asyncpg
 import httpx
-from sqlalchemy import make_url
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 ADMIN_TOKEN = "hardening-admin-token-0123456789"
 START_TIMEOUT_S = 30.0
 
@@ -41,42 +35,6 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-# --- databases ---------------------------------------------------------------------------------
-
-
-def asyncpg_dsn(sqlalchemy_url: str) -> str:
-    """`postgresql+asyncpg://...` -> the `postgresql://...` DSN asyncpg itself takes."""
-    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(False)
-
-
-async def create_database(server_url: str, prefix: str = "hardening") -> str:
-    """A new, migrated database on the server of `server_url`; returns its SQLAlchemy URL."""
-    url = make_url(server_url)
-    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(asyncpg_dsn(server_url))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    database_url = url.set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate(database_url)
-    except BaseException:
-        await drop_database(database_url)
-        raise
-    return database_url
-
-
-async def drop_database(database_url: str) -> None:
-    url = make_url(database_url)
-    server = url.set(database="postgres").render_as_string(hide_password=False)
-    admin = await asyncpg.connect(asyncpg_dsn(server))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 def migrate(database_url: str) -> None:
@@ -94,7 +52,8 @@ def migrate(database_url: str) -> None:
 
 
 def app_env(database_url: str, **settings: str) -> dict[str, str]:
-    """The environment of an app process: ours, less any APP_*, plus the test's settings."""
+    """The environment of an app process: ours, less any APP_*, plus the test's settings
+    (`admin_token="..."` becomes APP_ADMIN_TOKEN, in place of `ADMIN_TOKEN`)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("APP_")}
     env.update(
         {
@@ -109,11 +68,8 @@ def app_env(database_url: str, **settings: str) -> dict[str, str]:
     return env
 
 
-# --- uvicorn -----------------------------------------------------------------------------------
-
-
 class UvicornServer:
-    """`uvicorn app.main:app` as a separate OS process on 127.0.0.1 and a free port."""
+    """The app (`server_command()`) as a separate OS process on 127.0.0.1 and a free port."""
 
     def __init__(
         self,
@@ -291,119 +247,3 @@ def descendants(pid: int) -> list[int]:
         found += children
         todo += children
     return found
-
-
-# --- a PostgreSQL cluster of the test's own ----------------------------------------------------
-
-
-def postgres_bindir() -> Path | None:
-    """The server binaries: `pg_config --bindir`, else the newest /usr/lib/postgresql/*/bin."""
-    pg_config = shutil.which("pg_config")
-    candidates: list[Path] = []
-    if pg_config:
-        done = subprocess.run(  # noqa: S603
-            [pg_config, "--bindir"], capture_output=True, text=True, check=False
-        )
-        if done.returncode == 0:
-            candidates.append(Path(done.stdout.strip()))
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-    for bindir in candidates:
-        if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists():
-            return bindir
-    return None
-
-
-class PgCluster:
-    """A throwaway PostgreSQL cluster: trust auth, loopback only, data in a temporary dir.
-
-    As root the server binaries run as the `postgres` OS user (PostgreSQL refuses root);
-    as anyone else they run as that user. `stop()` and `start()` may be repeated: the data
-    and the port are kept, so a test can take the database away and bring it back.
-    """
-
-    def __init__(self, bindir: Path) -> None:
-        self.bindir = bindir
-        self.port = free_port()
-        self.as_root = os.geteuid() == 0
-        self.base = Path(tempfile.mkdtemp(prefix="pg-hardening-"))
-        self.data = self.base / "data"
-        self.socket_dir = self.base / "run"
-        self.log_path = self.base / "postgres.log"
-        self.running = False
-
-    @property
-    def server_url(self) -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, *args: str, timeout: float = 60) -> None:
-        command = [str(self.bindir / args[0]), *args[1:]]
-        if self.as_root:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(  # noqa: S603 - fixed binaries, our own arguments
-            command,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            cwd=self.base,
-            env={**os.environ, "LC_ALL": "C"},
-        )
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
-                f"\n{self.log_tail()}"
-            )
-
-    def init(self) -> None:
-        self.socket_dir.mkdir()
-        if self.as_root:
-            shutil.chown(self.base, "postgres", "postgres")
-            shutil.chown(self.socket_dir, "postgres", "postgres")
-        self._run(
-            "initdb",
-            "--pgdata",
-            str(self.data),
-            "--username",
-            "postgres",
-            "--auth",
-            "trust",
-            "--no-sync",
-            "--encoding",
-            "UTF8",
-            "--no-instructions",
-        )
-
-    def start(self) -> None:
-        # fsync=off only skips flushing the OS cache, which outlives a stopped server; commits
-        # stay synchronous, so a stop in `immediate` mode (a crash) loses nothing committed.
-        options = (
-            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c full_page_writes=off "
-            "-c max_connections=100"
-        )
-        self._run(
-            "pg_ctl", "--pgdata", str(self.data), "--log", str(self.log_path),
-            "--wait", "--timeout", "60", "--options", options, "start",
-        )  # fmt: skip
-        self.running = True
-
-    def stop(self, mode: str = "immediate") -> None:
-        """`immediate` is a crash (connections cut, no checkpoint); `fast` a clean shutdown."""
-        self._run(
-            "pg_ctl", "--pgdata", str(self.data), "--wait", "--timeout", "60",
-            "--mode", mode, "stop",
-        )  # fmt: skip
-        self.running = False
-
-    def destroy(self) -> None:
-        if self.running:
-            try:
-                self.stop()
-            except (RuntimeError, subprocess.TimeoutExpired):
-                self.running = False
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    def log_tail(self, lines: int = 30) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
