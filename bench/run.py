@@ -354,8 +354,11 @@ def free_port() -> int:
 class Service:
     """`python -m app` as production runs it (see the Dockerfile), on a loopback port."""
 
-    def __init__(self, database: str, workdir: Path, sampler: RssSampler) -> None:
+    def __init__(
+        self, database: str, workdir: Path, sampler: RssSampler, http: str | None = None
+    ) -> None:
         self.database = database
+        self.http = http
         self.workdir = workdir
         self.sampler = sampler
         self.proc: subprocess.Popen[bytes] | None = None
@@ -394,6 +397,8 @@ class Service:
         cmd = [str(VENV_BIN / "python"), "-m", "app", "--host", "127.0.0.1"]
         cmd += ["--port", str(self.port), "--workers", str(workers)]
         cmd += ["--proxy-headers", "--no-server-header"]
+        if self.http:
+            cmd += ["--http", self.http]
         if LOG_CONFIG.exists():
             cmd += ["--log-config", str(LOG_CONFIG)]
         with log_path.open("wb") as log:
@@ -1092,7 +1097,7 @@ def benchmark(args: argparse.Namespace, report: Report, cleanup: list[Callable[[
     create_database(db)
     cleanup.append(lambda: drop_database(db))
     migrate(db)
-    service = Service(db, workdir, sampler)
+    service = Service(db, workdir, sampler, args.http)
     cleanup.append(service.stop)
 
     def single(key: str, label: str, pool: str, connections: int) -> Phase:
@@ -1226,7 +1231,7 @@ def profile(args: argparse.Namespace, report: Report, cleanup: list[Callable[[],
     create_database(db)
     cleanup.append(lambda: drop_database(db))
     migrate(db)
-    service = Service(db, workdir, sampler)
+    service = Service(db, workdir, sampler, args.http)
     cleanup.append(service.stop)
     say("starting the service: 1 worker (one process for py-spy)")
     service.start(1)
@@ -1374,6 +1379,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--quick", action="store_true", help="3 s phases and small data (smoke run)"
     )
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (2)")
+    parser.add_argument(
+        "--http",
+        choices=["h11", "httptools"],
+        help="uvicorn's HTTP parser (default: what `python -m app` picks, h11)",
+    )
     parser.add_argument("--duration", type=float, help="seconds per measured phase (15; quick 3)")
     parser.add_argument("--warmup", type=float, help="seconds of warm-up (5; quick 1)")
     parser.add_argument(
