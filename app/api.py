@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from pydantic import AfterValidator
 from sqlalchemy import text
 from starlette.convertors import StringConvertor, register_url_convertor
 
@@ -65,10 +66,18 @@ IdempotencyKey = Annotated[
     ),
 ]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
+
+
+def _normalise_filter(email: str | None) -> str | None:
+    # Stored emails are trimmed and lower-cased, so the filter is too.
+    return email.strip().lower() if email is not None else None
+
+
 # PostgreSQL cannot compare text holding NUL; no stored email has a control character anyway.
 EmailFilter = Annotated[
     str | None,
     Query(max_length=320, pattern=r"^[^\x00-\x1f\x7f]*$", description="Exact email."),
+    AfterValidator(_normalise_filter),
 ]
 Cursor = Annotated[
     str | None,
@@ -112,8 +121,9 @@ async def list_purchases(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> PurchasePage:
-    email = customer_email.strip().lower() if customer_email is not None else None
-    return await services.list_purchases(conn, customer_email=email, cursor=cursor, limit=limit)
+    return await services.list_purchases(
+        conn, customer_email=customer_email, cursor=cursor, limit=limit
+    )
 
 
 @reads.get("/purchases/{purchase_id:not_batch}", responses=_problems(401, 404, 422, 503))
@@ -130,8 +140,7 @@ async def list_customers(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> CustomerPage:
-    normalised = email.strip().lower() if email is not None else None
-    return await services.list_customers(conn, email=normalised, cursor=cursor, limit=limit)
+    return await services.list_customers(conn, email=email, cursor=cursor, limit=limit)
 
 
 @reads.get("/customers/{customer_id}", responses=_problems(401, 404, 422, 503))

@@ -107,10 +107,9 @@ async def _store(conn: AsyncConnection, purchases: list[PurchaseIn]) -> BatchOut
         for p, (purchase_id, total) in zip(purchases, stored, strict=True)
     ]
     created = sum(1 for u in upserted.values() if u.created)
-    tally(purchases=len(captured), created=created, updated=len(upserted) - created)
-    return BatchOut(
-        purchases=captured, customers_created=created, customers_updated=len(upserted) - created
-    )
+    updated = len(upserted) - created
+    tally(purchases=len(captured), created=created, updated=updated)
+    return BatchOut(purchases=captured, customers_created=created, customers_updated=updated)
 
 
 async def capture_purchase(
