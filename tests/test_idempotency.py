@@ -98,7 +98,7 @@ async def test_key_survives_a_restart(settings: Settings, client: AsyncClient) -
 async def test_malformed_key_is_a_422_problem(
     client: AsyncClient, auth: dict[str, str], key: str
 ) -> None:
-    response = await client.post(URL, json=purchase(), headers={"Idempotency-Key": key.encode()})
+    response = await client.post(URL, json=purchase(), headers={b"Idempotency-Key": key.encode()})
 
     problem = assert_problem(response, 422)
     assert problem["errors"][0]["field"] == "Idempotency-Key"
