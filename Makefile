@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "==> installing the project and its tools into $(VENV)"
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --progress-bar on -e '.[dev,e2e,ops]'
+	$(BIN)/pip install --progress-bar on -e '.[dev,e2e,ops]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 .PHONY: install
