@@ -21,8 +21,9 @@ from pydantic import (
     StringConstraints,
 )
 
+from app.columns import CENT
+
 MAX_PRICE = Decimal(1_000_000_000)
-CENT = Decimal("0.01")
 MAX_BATCH = 1000
 # Text fields: no control characters (PostgreSQL cannot store NUL), and not blank once the
 # surrounding whitespace (str.strip's, which is stripped) is gone. The spec states both exactly.
