@@ -36,8 +36,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
         return engine
     return create_async_engine(
         settings.database_url,
+        # A fixed pool: under load beyond it requests queue for a connection. Overflow
+        # connections were opened and closed around single requests, and each new connection
+        # costs a PostgreSQL backend fork plus a TLS probe: more CPU than the capture itself.
         pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
+        max_overflow=0,
         pool_timeout=settings.db_pool_timeout,
         # No pre-ping: it costs a round trip per request. A connection that died with the server
         # fails its request with a 503, and SQLAlchemy then invalidates the whole pool, so the
