@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, TypeVar, cast
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -12,8 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from app.errors import DatabaseUnavailable
 from app.metrics import start_tally
 from app.settings import Settings
+
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -79,11 +83,78 @@ async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
     connections, not ORM sessions: the service writes with set-based statements and needs no
     identity map, and the ORM's bookkeeping was a fifth of the CPU of a capture.
     """
-    engine: AsyncEngine = request.app.state.engine
     counts = start_tally()
-    async with engine.connect() as connection, connection.begin():
+    async with _engine(request).connect() as connection, connection.begin():
         yield connection
     request.app.state.metrics.record_committed(counts)
 
 
+async def get_bare_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    """A connection with no transaction yet, for a handler that may need only one statement.
+
+    The service either opens the transaction itself (`async with conn.begin()`) or, on
+    PostgreSQL, runs one self-committing statement with `fetch_row_autocommit`: a single
+    round trip, where BEGIN and COMMIT would be two more.
+    """
+    counts = start_tally()
+    async with _engine(request).connect() as connection:
+        yield connection
+    request.app.state.metrics.record_committed(counts)
+
+
+def _engine(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.engine
+    return engine
+
+
+# What a lost server looks like from asyncpg: a dead socket, a closed connection, or a SQLSTATE
+# of class 08 (connection exception), 57P0x (shutting down) or 53300 (too many connections).
+_LOST_SQLSTATES = ("08", "57P0", "53300")
+
+
+async def fetch_row_autocommit(
+    conn: AsyncConnection, sql: str, *args: Any
+) -> asyncpg.Record | None:
+    """Run one PostgreSQL statement outside any transaction, so it commits on its own.
+
+    It goes straight to asyncpg on the pooled connection: a prepared statement (asyncpg caches
+    it per connection) without SQLAlchemy's execution layer, which costs more CPU than the
+    statement. SQLAlchemy still owns the pool. What SQLAlchemy would do on a lost connection is
+    done here: a connection the server closed while it sat in the pool is replaced before use,
+    and one lost mid-statement is invalidated and answered with a 503 (nothing was committed:
+    the statement is atomic).
+    """
+    return await _autocommit(conn, lambda driver: driver.fetchrow(sql, *args))
+
+
+async def fetch_all_autocommit(conn: AsyncConnection, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """`fetch_row_autocommit` for a statement that returns many rows."""
+    return await _autocommit(conn, lambda driver: driver.fetch(sql, *args))
+
+
+async def _autocommit(
+    conn: AsyncConnection, run: Callable[[asyncpg.Connection], Awaitable[T]]
+) -> T:
+    if conn.in_transaction():
+        raise RuntimeError("an autocommit statement needs a connection outside a transaction")
+    driver = await _driver(conn)
+    if driver.is_closed():
+        await conn.invalidate()
+        driver = await _driver(conn)
+    try:
+        return await run(driver)
+    except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as error:
+        sqlstate = getattr(error, "sqlstate", None) or ""
+        if isinstance(error, asyncpg.PostgresError) and not sqlstate.startswith(_LOST_SQLSTATES):
+            raise
+        await conn.invalidate()
+        raise DatabaseUnavailable() from error
+
+
+async def _driver(conn: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under SQLAlchemy's pooled one (checked out already)."""
+    return cast(asyncpg.Connection, (await conn.get_raw_connection()).driver_connection)
+
+
 ConnectionDep = Annotated[AsyncConnection, Depends(get_connection, scope="function")]
+BareConnectionDep = Annotated[AsyncConnection, Depends(get_bare_connection, scope="function")]

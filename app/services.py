@@ -17,6 +17,7 @@ from app.repositories import (
     CustomerRow,
     IdempotencyRepository,
     NewPurchase,
+    Order,
     PurchaseRepository,
     PurchaseRow,
 )
@@ -112,10 +113,50 @@ async def _store(conn: AsyncConnection, purchases: list[PurchaseIn]) -> BatchOut
     return BatchOut(purchases=captured, customers_created=created, customers_updated=updated)
 
 
+async def _store_autocommit(conn: AsyncConnection, data: PurchaseIn) -> CapturedPurchase:
+    """PostgreSQL: the whole capture as one self-committing statement."""
+    now = utcnow()
+    stored = await PurchaseRepository(conn).capture_autocommit(
+        email=data.customer.email,
+        name=data.customer.name,
+        item=data.item,
+        quantity=data.quantity,
+        unit_price=data.unit_price,
+        currency=data.currency,
+        now=now,
+    )
+    created = stored.customer.created
+    tally(purchases=1, created=int(created), updated=int(not created))
+    return CapturedPurchase(
+        id=stored.purchase_id,
+        customer=_customer_out(stored.customer.customer),
+        customer_created=created,
+        item=data.item,
+        quantity=data.quantity,
+        unit_price=data.unit_price,
+        currency=data.currency,
+        total=stored.total,
+        purchased_at=now,
+    )
+
+
 async def capture_purchase(
     conn: AsyncConnection, *, data: PurchaseIn, idempotency_key: str | None = None
 ) -> Captured:
-    """Store one purchase and upsert its customer; with a key, at most once per key."""
+    """Store one purchase and upsert its customer; with a key, at most once per key.
+
+    `conn` has no transaction yet. Without a key, PostgreSQL needs only one statement; every
+    other case runs its statements in one transaction.
+    """
+    if idempotency_key is None and conn.dialect.name == "postgresql":
+        return Captured((await _store_autocommit(conn, data)).model_dump_json(), False)
+    async with conn.begin():
+        return await _capture_in_transaction(conn, data, idempotency_key)
+
+
+async def _capture_in_transaction(
+    conn: AsyncConnection, data: PurchaseIn, idempotency_key: str | None
+) -> Captured:
     if idempotency_key is None:
         return Captured((await _store(conn, [data])).purchases[0].model_dump_json(), False)
 
@@ -136,7 +177,41 @@ async def capture_purchase(
 
 
 async def capture_batch(conn: AsyncConnection, *, data: BatchIn) -> BatchOut:
-    return await _store(conn, data.purchases)
+    """All of the batch or nothing. `conn` has no transaction yet: PostgreSQL needs only one
+    statement, SQLite runs several in one transaction."""
+    if conn.dialect.name == "postgresql":
+        return await _store_many_autocommit(conn, data.purchases)
+    async with conn.begin():
+        return await _store(conn, data.purchases)
+
+
+async def _store_many_autocommit(conn: AsyncConnection, purchases: list[PurchaseIn]) -> BatchOut:
+    now = utcnow()
+    # A later occurrence of an email wins the name (dicts keep the last value per key).
+    people = {p.customer.email: p.customer.name for p in purchases}
+    orders = [
+        Order(p.customer.email, p.item, p.quantity, p.unit_price, p.currency) for p in purchases
+    ]
+    stored = await PurchaseRepository(conn).capture_many_autocommit(people, orders, now=now)
+    customers = {s.customer.customer.id: s.customer for s in stored}
+    created = sum(1 for c in customers.values() if c.created)
+    updated = len(customers) - created
+    tally(purchases=len(stored), created=created, updated=updated)
+    captured = [
+        CapturedPurchase(
+            id=s.purchase_id,
+            customer=_customer_out(s.customer.customer),
+            customer_created=s.customer.created,
+            item=p.item,
+            quantity=p.quantity,
+            unit_price=p.unit_price,
+            currency=p.currency,
+            total=s.total,
+            purchased_at=now,
+        )
+        for p, s in zip(purchases, stored, strict=True)
+    ]
+    return BatchOut(purchases=captured, customers_created=created, customers_updated=updated)
 
 
 def encode_cursor(last_id: int) -> str:
