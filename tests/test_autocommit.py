@@ -1,0 +1,98 @@
+"""PostgreSQL's one-statement captures, sent to asyncpg under SQLAlchemy's pool: a connection
+the server drops is handled as SQLAlchemy would, and nothing is half-written."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import make_url
+
+from tests.helpers import assert_problem, purchase, stored_counts
+
+pytestmark = pytest.mark.postgres
+
+URL = "/api/v1/purchases"
+
+
+@pytest.fixture
+def database_url(postgres_schema: str) -> str:
+    """These tests are about PostgreSQL only."""
+    return postgres_schema
+
+
+@pytest.fixture
+async def admin(empty_database: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the test's own to the service's database."""
+    dsn = make_url(empty_database).set(drivername="postgresql")
+    connection = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    yield connection
+    await connection.close()
+
+
+async def terminate_others(admin: asyncpg.Connection, *, waiting_on_lock: bool = False) -> int:
+    """Ends the service's connections (every other one on this database); returns how many."""
+    ended: int = await admin.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND (NOT $1 OR wait_event_type = 'Lock')",
+        waiting_on_lock,
+    )
+    return ended
+
+
+async def terminate_once_waiting(admin: asyncpg.Connection) -> None:
+    """Ends the service's connection as soon as its statement waits on a row lock."""
+    for _ in range(500):
+        if await terminate_others(admin, waiting_on_lock=True):
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail("the capture never waited on the row lock")
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced_before_a_capture(
+    client: AsyncClient, admin: asyncpg.Connection, auth: dict[str, str]
+) -> None:
+    assert (await client.post(URL, json=purchase(email="a@example.com"))).status_code == 201
+    assert await terminate_others(admin) >= 1
+    await asyncio.sleep(0.2)  # the pooled connection reads the server's goodbye
+
+    response = await client.post(URL, json=purchase(email="b@example.com"))
+
+    assert response.status_code == 201, response.text
+    assert await stored_counts(client, auth) == (2, 2)
+
+
+async def test_a_connection_lost_mid_capture_answers_503_and_stores_nothing(
+    client: AsyncClient, admin: asyncpg.Connection, auth: dict[str, str]
+) -> None:
+    assert (await client.post(URL, json=purchase(email="held@example.com"))).status_code == 201
+    async with admin.transaction():
+        await admin.execute("SELECT 1 FROM customer WHERE email = 'held@example.com' FOR UPDATE")
+        capture = asyncio.create_task(client.post(URL, json=purchase(email="held@example.com")))
+        await terminate_once_waiting(admin)
+        response = await capture
+
+    assert_problem(response, 503)
+    assert int(response.headers["retry-after"]) > 0
+    assert await stored_counts(client, auth) == (1, 1)
+    assert (await client.post(URL, json=purchase(email="held@example.com"))).status_code == 201
+
+
+async def test_a_batch_lost_mid_statement_answers_503_and_stores_none_of_it(
+    client: AsyncClient, admin: asyncpg.Connection, auth: dict[str, str]
+) -> None:
+    assert (await client.post(URL, json=purchase(email="held@example.com"))).status_code == 201
+    batch = {"purchases": [purchase(email=f"b{n}@example.com") for n in range(5)]}
+    batch["purchases"].append(purchase(email="held@example.com"))
+    async with admin.transaction():
+        await admin.execute("SELECT 1 FROM customer WHERE email = 'held@example.com' FOR UPDATE")
+        capture = asyncio.create_task(client.post(f"{URL}/batch", json=batch))
+        await terminate_once_waiting(admin)
+        response = await capture
+
+    assert_problem(response, 503)
+    assert await stored_counts(client, auth) == (1, 1)
