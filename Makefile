@@ -55,7 +55,7 @@ test: install ## Run every test, on SQLite and on PostgreSQL, browser tests incl
 lint: install lint-container ## ruff, ruff format --check, mypy --strict, hadolint, compose schema
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict app tests
+	$(BIN)/mypy --strict app tests bench
 
 .PHONY: fmt
 fmt: install ## Format and auto-fix the code

@@ -25,6 +25,7 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import random
@@ -42,7 +43,7 @@ import threading
 import time
 import traceback
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 LUA = BENCH / "capture.lua"
-PGBENCH_SCRIPT = BENCH / "capture.pgbench.sql"
+PGBENCH_SCRIPT = BENCH / "capture.pgbench.sql"  # the service's own statement: the ratio's limit
+PGBENCH_SPLIT_SCRIPT = BENCH / "capture-split.pgbench.sql"  # the same as 4 round trips
 LOG_CONFIG = ROOT / "deploy" / "uvicorn-logging.json"
 VENV_BIN = ROOT / ".venv" / "bin"
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
@@ -690,11 +692,17 @@ def _percentile(ordered: list[float], pct: float) -> float:
 
 
 def pgbench_phase(
-    name: str, database: str, postmaster: int | None, *, clients: int, seconds: float
+    name: str,
+    database: str,
+    postmaster: int | None,
+    *,
+    clients: int,
+    seconds: float,
+    script: Path = PGBENCH_SCRIPT,
 ) -> Phase:
     phase = Phase(name, "pgbench", connections=clients)
     cmd = ["pgbench", "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER, "-n", "-M", "prepared"]
-    cmd += ["-f", str(PGBENCH_SCRIPT), "-c", str(clients), "-j", "2"]
+    cmd += ["-f", str(script), "-c", str(clients), "-j", "2"]
     cmd += ["-T", str(max(1, round(seconds))), database]
     with accounting(phase, None, postmaster):
         result = subprocess.run(
@@ -941,7 +949,7 @@ class Report:
     )
 
     def phase_rows(self) -> list[tuple[str, ...]]:
-        rows = []
+        rows: list[tuple[str, ...]] = []
         for ph in self.phases.values():
             rows.append(
                 (
@@ -1008,7 +1016,7 @@ class Report:
         return "\n".join(lines)
 
 
-def _plain_table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+def _plain_table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(head, *rows, strict=False)]
     out = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
     out.append("  ".join("-" * w for w in widths))
@@ -1021,7 +1029,7 @@ def _plain_table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     return "\n".join(out)
 
 
-def _md_table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+def _md_table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
     out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     out += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(out)
@@ -1076,21 +1084,30 @@ def benchmark(args: argparse.Namespace, report: Report, cleanup: list[Callable[[
         for purchase in purchases(args.batch_total, args.batch_distinct, "one"):
             out.write(dumps(purchase) + "\n")
 
-    # pgbench first, on its own fresh database, while the service is not running.
-    pg_db = f"bench_{stamp}_pgbench"
-    say(f"pgbench: fresh database {pg_db}, migrated")
-    create_database(pg_db)
-    cleanup.append(lambda: drop_database(pg_db))
-    migrate(pg_db)
-    say(f"pgbench warm-up {args.warmup:g}s")
-    pgbench_phase("pgbench warm-up", pg_db, postmaster, clients=32, seconds=args.warmup)
-    say(f"pgbench: 32 clients, {args.duration:g}s")
-    pg = report.add(
-        "pgbench",
-        pgbench_phase("pgbench 32c", pg_db, postmaster, clients=32, seconds=args.duration),
-    )
-    say(f"pgbench: {pg.rate:,.0f} tps, latency avg {pg.extra['latency_avg_ms']} ms")
-    drop_database(pg_db)
+    # pgbench first, each script on its own fresh database, while the service is not running:
+    # the service's own statement (the ratio's limit), then the same work as 4 round trips.
+    for key, label, script in (
+        ("pgbench", "pgbench 32c", PGBENCH_SCRIPT),
+        ("pgbench_split", "pgbench split 32c", PGBENCH_SPLIT_SCRIPT),
+    ):
+        pg_db = f"bench_{stamp}_{key}"
+        say(f"{label}: fresh database {pg_db}, migrated, script {script.name}")
+        create_database(pg_db)
+        cleanup.append(functools.partial(drop_database, pg_db))
+        migrate(pg_db)
+        say(f"pgbench warm-up {args.warmup:g}s")
+        pgbench_phase(
+            "pgbench warm-up", pg_db, postmaster, clients=32, seconds=args.warmup, script=script
+        )
+        say(f"{label}: 32 clients, {args.duration:g}s")
+        pg = report.add(
+            key,
+            pgbench_phase(
+                label, pg_db, postmaster, clients=32, seconds=args.duration, script=script
+            ),
+        )
+        say(f"{label}: {pg.rate:,.0f} tps, latency avg {pg.extra['latency_avg_ms']} ms")
+        drop_database(pg_db)
 
     db = f"bench_{stamp}_service"
     say(f"service database {db}, alembic upgrade head")
@@ -1204,10 +1221,17 @@ def benchmark(args: argparse.Namespace, report: Report, cleanup: list[Callable[[
     empty, grown = report.phases.get("single32"), report.phases.get("grown32")
     if empty and grown and empty.purchases and grown.purchases:
         cpu = (grown.service_cpu / grown.purchases) / (empty.service_cpu / empty.purchases)
-        pg = (grown.postgres_cpu / grown.purchases) / (empty.postgres_cpu / empty.purchases)
+        pg_cpu = (grown.postgres_cpu / grown.purchases) / (empty.postgres_cpu / empty.purchases)
         report.notes.append(
             f"growth, CPU per purchase grown / empty (not moved by other load): "
-            f"service {cpu:.2f}, PostgreSQL {pg:.2f}"
+            f"service {cpu:.2f}, PostgreSQL {pg_cpu:.2f}"
+        )
+    split = report.phases.get("pgbench_split")
+    if empty and split and split.rate:
+        report.notes.append(
+            f"single 32c / pgbench split (upsert, insert, COMMIT as 4 round trips): "
+            f"{empty.rate / split.rate:.3f}; the ratio above is against the service's own "
+            "one-statement capture"
         )
     if report.best_workers():
         report.notes.append(str(report.best_workers()))
@@ -1248,7 +1272,7 @@ def profile(args: argparse.Namespace, report: Report, cleanup: list[Callable[[],
     spy_cmd += ["--function"] + (["--native"] if args.native else [])
     spy_cmd += ["--nonblocking"] if args.nonblocking else []
     spy = subprocess.Popen(spy_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    cleanup.append(lambda: spy.poll() is None and spy.kill())  # type: ignore[func-returns-value]
+    cleanup.append(lambda: None if spy.poll() is not None else spy.kill())
     time.sleep(0.5)
     phase = wrk_random(
         "profiled 32c", service, postmaster, connections=32, seconds=seconds + 1, pool="profile"
