@@ -4,9 +4,12 @@ uvicorn's own command line, with two changes:
 - SIGTERM: uvicorn finishes the requests in flight and then raises the signal again, so the
   process ends "killed by SIGTERM" (status 143), which orchestrators report as a failure. Here
   that re-raised SIGTERM, sent only once uvicorn has shut down cleanly, exits with 0 instead.
-- The h11 protocol by default: it refuses a request head (request line and headers) over
-  H11_MAX_HEAD_BYTES with 400; httptools reads one of any size into memory. Behind a proxy that
-  bounds headers itself, `--http httptools` is faster.
+- A bounded request head by default: uvicorn's httptools protocol (the faster parser) as
+  `app.server.BoundedHttpToolsProtocol`, which refuses a request line and headers over
+  MAX_HEAD_BYTES with 431; plain httptools reads one of any size into memory. An explicit
+  `--http h11` gets the same bound (`--h11-max-incomplete-event-size`, refused with 400) unless
+  that option is given too; `--http httptools` or `auto` has none (behind a proxy that bounds
+  headers itself).
 """
 
 from __future__ import annotations
@@ -17,20 +20,40 @@ from types import FrameType
 
 import uvicorn
 
-H11_MAX_HEAD_BYTES = 64 * 1024
+from app.server import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
+
+HTTP_PROTOCOL = f"{BoundedHttpToolsProtocol.__module__}:{BoundedHttpToolsProtocol.__name__}"
+H11_LIMIT_OPTION = "--h11-max-incomplete-event-size"
 
 
 def _exit_cleanly(_signum: int, _frame: FrameType | None) -> None:
     sys.exit(0)
 
 
+def _option_value(options: list[str], name: str) -> str | None:
+    """The value of `name` in a click command line (`--x value` or `--x=value`), else None."""
+    for index, option in enumerate(options):
+        if option == name:
+            return options[index + 1] if index + 1 < len(options) else ""
+        if option.startswith(f"{name}="):
+            return option.partition("=")[2]
+    return None
+
+
+def uvicorn_args(options: list[str]) -> list[str]:
+    """uvicorn's arguments for `python -m app <options>`: the bounded head unless `--http` says
+    otherwise (an import string, so that `--workers` processes load the class too)."""
+    http = _option_value(options, "--http")
+    if http is None:
+        options = ["--http", HTTP_PROTOCOL, *options]
+    elif http == "h11" and _option_value(options, H11_LIMIT_OPTION) is None:
+        options = [H11_LIMIT_OPTION, str(MAX_HEAD_BYTES), *options]
+    return ["app.main:app", *options]
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    options = sys.argv[1:]
-    if not any(option.startswith("--http") for option in options):
-        head_limit = ["--h11-max-incomplete-event-size", str(H11_MAX_HEAD_BYTES)]
-        options = ["--http", "h11", *head_limit, *options]
-    uvicorn.main(args=["app.main:app", *options], prog_name="python -m app")
+    uvicorn.main(args=uvicorn_args(sys.argv[1:]), prog_name="python -m app")
 
 
 if __name__ == "__main__":

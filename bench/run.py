@@ -1406,7 +1406,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--http",
         choices=["h11", "httptools"],
-        help="uvicorn's HTTP parser (default: what `python -m app` picks, h11)",
+        help="uvicorn's HTTP parser (default: what `python -m app` picks, bounded httptools)",
     )
     parser.add_argument("--duration", type=float, help="seconds per measured phase (15; quick 3)")
     parser.add_argument("--warmup", type=float, help="seconds of warm-up (5; quick 1)")
