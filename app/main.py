@@ -21,13 +21,7 @@ from app.db import create_engine
 from app.errors import install_error_handlers
 from app.log import configure_logging
 from app.metrics import Metrics
-from app.middleware import (
-    AccessLogMiddleware,
-    BodyLimitMiddleware,
-    KnownMethodsMiddleware,
-    SecurityHeadersMiddleware,
-    is_sane_request_id,
-)
+from app.middleware import BodyLimitMiddleware, EdgeMiddleware, is_sane_request_id
 from app.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
@@ -75,12 +69,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reads)
     app.include_router(ops)
     _serve_page(app, settings)
+    metrics.expose(app)
 
-    # Added last runs first: the request id exists before anything logs, and security headers
-    # land even on the last-resort 500 the access-log middleware writes.
+    # Added last runs first: the request id exists before anything logs, and the edge layer
+    # (security headers, access line, HTTP metrics) wraps everything else, CORS answers and the
+    # last-resort 500 it writes itself included.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    metrics.instrument(app)
-    app.add_middleware(KnownMethodsMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -89,8 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Idempotent-Replayed", "Retry-After"],
         )
-    app.add_middleware(AccessLogMiddleware)
-    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(EdgeMiddleware, metrics=metrics)
     app.add_middleware(
         CorrelationIdMiddleware,
         header_name="X-Request-ID",

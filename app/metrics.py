@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
+from typing import Any
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_fastapi_instrumentator import Instrumentator
-from prometheus_fastapi_instrumentator import metrics as http_metrics
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, Mount
+from starlette.types import Scope
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+METRICS_PATH = "/metrics"
+UNMATCHED = "none"
 
 PURCHASES = "purchases_captured"
 CUSTOMERS_CREATED = "customers_created"
@@ -57,16 +62,45 @@ class Metrics:
             registry=self.registry,
         )
 
-    def instrument(self, app: FastAPI) -> None:
-        """Count and time every request by route template, method and exact status."""
-        Instrumentator(
-            should_group_status_codes=False,
-            excluded_handlers=["/metrics"],
+        labels = ("handler", "method", "status")
+        self.http_requests = Counter(
+            "http_requests_total",
+            "Total number of requests by method, status and handler.",
+            labels,
             registry=self.registry,
-        ).add(
-            http_metrics.requests(registry=self.registry),
-            http_metrics.latency(registry=self.registry, buckets=LATENCY_BUCKETS),
-        ).instrument(app).expose(app, include_in_schema=False)
+        )
+        self.http_duration = Histogram(
+            "http_request_duration_seconds",
+            "Duration of HTTP requests in seconds",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        # One pair of children per series: `.labels()` validates and locks on every call.
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def expose(self, app: FastAPI) -> None:
+        """GET /metrics: this app's registry as Prometheus text, left out of the API spec."""
+
+        async def metrics() -> Response:
+            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+        app.get(METRICS_PATH, include_in_schema=False)(metrics)
+
+    def observe_request(self, handler: str, method: str, status: int, seconds: float) -> None:
+        """Count and time one request by route template, method and exact status."""
+        if handler == METRICS_PATH:
+            return  # scrapes would otherwise dominate the traffic they report
+        key = (handler, method, status)
+        series = self._series.get(key)
+        if series is None:
+            labels = (handler, method, str(status))
+            series = self._series[key] = (
+                self.http_requests.labels(*labels),
+                self.http_duration.labels(*labels),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
     def watch_pool(self, engine: AsyncEngine) -> None:
         pool = engine.pool
@@ -77,3 +111,57 @@ class Metrics:
             value = counts.get(key, 0)
             if isinstance(value, int) and value:
                 counter.inc(value)
+
+
+def route_template(scope: Scope, root_path: str) -> str:
+    """The template of the route that served the request (`/api/v1/customers/{customer_id}`),
+    never the path itself, so a client cannot add a time series per URL.
+
+    FastAPI leaves its matched route in the scope, which the outer middleware shares; plain
+    Starlette routes and mounts (/openapi.json, /static) do not, nor do requests answered before
+    routing (a body declared too large): those are matched here as the router would, against
+    the scope as it arrived (`root_path`). Anything else, trailing-slash redirects included, is
+    "none".
+    """
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str):
+        return path
+    routes = getattr(scope.get("app"), "routes", None)
+    if routes:
+        matched = _match_template({**scope, "root_path": root_path}, routes)
+        if matched is not None:
+            return matched
+    return UNMATCHED
+
+
+def _match_template(scope: Scope, routes: Iterable[BaseRoute]) -> str | None:
+    """A full match wins; else the first partial one (right path, other method: a 405)."""
+    partial = None
+    for route in _flatten(routes):
+        match, child_scope = route.matches(scope)
+        if match is Match.NONE:
+            continue
+        name: str | None
+        if isinstance(route, Mount) and route.routes:
+            child = _match_template({**scope, **child_scope}, route.routes)
+            name = None if child is None else route.path + child
+        else:
+            name = getattr(route, "path", None)
+        if name is None:
+            continue
+        if match is Match.FULL:
+            return name
+        partial = partial or name
+    return partial
+
+
+def _flatten(routes: Iterable[BaseRoute]) -> list[Any]:
+    """FastAPI's included routers hold their routes as contexts carrying the full path."""
+    flat: list[Any] = []
+    for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if callable(contexts):
+            flat.extend(getattr(c, "starlette_route", None) or c for c in contexts())
+        else:
+            flat.append(route)
+    return flat

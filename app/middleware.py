@@ -1,17 +1,18 @@
-"""Pure-ASGI middleware: one access line per request, and a last-resort 500 problem."""
+"""Pure-ASGI middleware: the edge every response passes (headers, access line, HTTP metrics,
+last-resort 500), and the request body limit."""
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 
-import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import internal_error_response, problem_response
-
-log = structlog.get_logger("app.access")
+from app.log import access_logger
+from app.metrics import Metrics, route_template
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -21,46 +22,90 @@ def is_sane_request_id(value: str) -> bool:
     return bool(_SANE_REQUEST_ID.match(value))
 
 
-class AccessLogMiddleware:
-    """Logs method, path, status and duration once per request, errors included.
+class EdgeMiddleware:
+    """The one wrapper around every HTTP response, inside the request-id middleware only.
 
-    It also turns an exception nothing else handled into a problem+json 500, inside the
-    request-id middleware, so even that response carries X-Request-ID.
+    Per request it refuses a method no route could serve, adds the security headers, writes
+    one access line and counts and times the request in the HTTP metrics. An exception nothing
+    else handled becomes a problem+json 500 here, which therefore still carries X-Request-ID
+    and the security headers. One layer and one `send` wrapper instead of four: each layer cost
+    a coroutine and a closure per request, and the metrics one matched the routes again.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
+        self.metrics = metrics
+        self.log = access_logger()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        root_path = scope.get("root_path", "")
+        method = scope["method"]
+        known_method = method in KNOWN_METHODS
         status = 500
         response_started = False
 
-        async def send_and_record(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
+                message["headers"] = _with_security_headers(message.get("headers", ()))
             await send(message)
 
         try:
-            await self.app(scope, receive, send_and_record)
+            if known_method:
+                await self.app(scope, receive, send_with_headers)
+            else:
+                await _unknown_method()(scope, receive, send_with_headers)
         except Exception:
-            log.exception("unhandled error", path=scope["path"])
+            self.log.exception("unhandled error", path=scope["path"])
             status = 500
             if not response_started:
-                await internal_error_response()(scope, receive, send)
+                await internal_error_response()(scope, receive, send_with_headers)
         finally:
-            log.info(
+            seconds = time.perf_counter() - started
+            if known_method:
+                handler = route_template(scope, root_path)
+                self.metrics.observe_request(handler, method, status, seconds)
+            self.log.info(
                 "request",
-                method=scope["method"],
+                method=method,
                 path=scope["path"],
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(seconds * 1000, 2),
             )
+
+
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+)
+
+
+def _with_security_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """A copy of the response's headers plus each hardening header it did not set itself."""
+    headers = list(headers)
+    present = {name.lower() for name, _ in headers}
+    headers.extend(header for header in SECURITY_HEADERS if header[0] not in present)
+    return headers
+
+
+# The methods HTTP defines (RFC 9110, 5789) and QUERY; any other is refused before metrics see
+# it, so a client cannot add a label value (a time series) per made-up method.
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "QUERY"}
+)
+
+
+def _unknown_method() -> ASGIApp:
+    """405 problem+json for a method no route could ever serve."""
+    return problem_response(405, "Method Not Allowed", headers={"Allow": "GET, POST"})
 
 
 class BodyLimitMiddleware:
@@ -110,53 +155,3 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
-
-
-SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cross-origin-resource-policy", b"same-origin"),
-]
-
-
-class SecurityHeadersMiddleware:
-    """Adds the hardening headers to every response, errors and static files included."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(n, v) for n, v in SECURITY_HEADERS if n not in present]
-                message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-# The methods HTTP defines (RFC 9110, 5789) and QUERY; any other is refused before metrics see
-# it, so a client cannot add a label value (a time series) per made-up method.
-KNOWN_METHODS = frozenset(
-    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "QUERY"}
-)
-
-
-class KnownMethodsMiddleware:
-    """Answers 405 problem+json to a method no route could ever serve."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] not in KNOWN_METHODS:
-            response = problem_response(405, "Method Not Allowed", headers={"Allow": "GET, POST"})
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from fastapi import FastAPI
 from httpx import AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.metrics import LATENCY_BUCKETS
 from tests.helpers import purchase
 
 
@@ -62,3 +64,117 @@ async def test_pool_connections_in_use_is_reported(client: AsyncClient) -> None:
     samples = await scrape(client)
 
     assert samples["db_pool_connections_in_use{}"] == 0
+
+
+def requests_by_label(samples: dict[str, float], label: str) -> set[str]:
+    """Every value `label` takes on http_requests_total."""
+    values = set()
+    for key in samples:
+        if key.startswith("http_requests_total{"):
+            labels = dict(part.split("=", 1) for part in key[20:-1].split(","))
+            values.add(labels[label].strip('"'))
+    return values
+
+
+async def test_routes_are_labelled_by_their_template(
+    client: AsyncClient, auth: dict[str, str]
+) -> None:
+    await client.get("/api/v1/customers/123", headers=auth)
+
+    samples = await scrape(client)
+
+    route = 'handler="/api/v1/customers/{customer_id}",method="GET",status="404"'
+    assert samples[f"http_requests_total{{{route}}}"] == 1
+    assert not [key for key in samples if "123" in key]
+
+
+async def test_unmatched_paths_share_one_handler_label(client: AsyncClient) -> None:
+    await client.get("/no/such/1")
+    await client.get("/no/such/2")
+
+    samples = await scrape(client)
+
+    assert samples['http_requests_total{handler="none",method="GET",status="404"}'] == 2
+    assert not [key for key in samples if "/no/such" in key]
+
+
+async def test_trailing_slash_redirects_are_not_labelled_by_their_path(
+    client: AsyncClient,
+) -> None:
+    response = await client.get("/api/v1/customers/123/")
+
+    samples = await scrape(client)
+
+    assert response.status_code == 307
+    assert samples['http_requests_total{handler="none",method="GET",status="307"}'] == 1
+    assert not [key for key in samples if "123" in key]
+
+
+async def test_static_files_are_labelled_by_their_mount(client: AsyncClient) -> None:
+    await client.get("/static/app.js")
+
+    samples = await scrape(client)
+
+    assert samples['http_requests_total{handler="/static",method="GET",status="200"}'] == 1
+
+
+async def test_plain_starlette_routes_are_labelled_by_their_path(client: AsyncClient) -> None:
+    await client.get("/openapi.json")
+
+    samples = await scrape(client)
+
+    assert samples['http_requests_total{handler="/openapi.json",method="GET",status="200"}'] == 1
+
+
+async def test_bodies_refused_before_routing_are_labelled_by_their_route(
+    client: AsyncClient,
+) -> None:
+    response = await client.post(
+        "/api/v1/purchases",
+        content=b" " * (1024 * 1024 + 1),
+        headers={"content-type": "application/json"},
+    )
+
+    samples = await scrape(client)
+
+    assert response.status_code == 413
+    route = 'handler="/api/v1/purchases",method="POST",status="413"'
+    assert samples[f"http_requests_total{{{route}}}"] == 1
+
+
+async def test_unknown_methods_are_not_counted(client: AsyncClient) -> None:
+    await client.request("MXX", "/api/v1/purchases")
+
+    samples = await scrape(client)
+
+    assert "MXX" not in requests_by_label(samples, "method")
+
+
+async def test_scrapes_are_not_counted(client: AsyncClient) -> None:
+    await scrape(client)
+
+    samples = await scrape(client)
+
+    assert "/metrics" not in requests_by_label(samples, "handler")
+
+
+async def test_unhandled_errors_are_counted_as_500(app: FastAPI, client: AsyncClient) -> None:
+    async def explode() -> None:
+        raise RuntimeError("boom")
+
+    app.add_api_route("/explode", explode)
+    await client.get("/explode")
+
+    samples = await scrape(client)
+
+    assert samples['http_requests_total{handler="/explode",method="GET",status="500"}'] == 1
+
+
+async def test_latency_is_a_histogram_with_the_service_buckets(client: AsyncClient) -> None:
+    await client.get("/healthz")
+
+    samples = await scrape(client)
+
+    prefix = 'http_request_duration_seconds_bucket{handler="/healthz",le="'
+    bounds = {key[len(prefix) :].split('"')[0] for key in samples if key.startswith(prefix)}
+    assert bounds == {str(bound) for bound in LATENCY_BUCKETS} | {"+Inf"}
