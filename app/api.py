@@ -11,7 +11,7 @@ from starlette.convertors import StringConvertor, register_url_convertor
 
 from app import services
 from app.auth import require_admin
-from app.db import BareConnectionDep, ConnectionDep
+from app.db import ConnectionDep, DatabaseDep
 from app.errors import UnsupportedMediaType
 from app.schemas import (
     BatchIn,
@@ -97,9 +97,10 @@ ops = APIRouter(tags=["operations"])
     summary="Capture a purchase; create or update its customer",
 )
 async def create_purchase(
-    data: PurchaseIn, conn: BareConnectionDep, idempotency_key: IdempotencyKey = None
+    data: PurchaseIn, database: DatabaseDep, idempotency_key: IdempotencyKey = None
 ) -> Response:
-    captured = await services.capture_purchase(conn, data=data, idempotency_key=idempotency_key)
+    async with database.connect() as conn:
+        captured = await services.capture_purchase(conn, data=data, idempotency_key=idempotency_key)
     headers = {"Idempotent-Replayed": "true"} if captured.replayed else None
     return Response(captured.body, 201, headers=headers, media_type="application/json")
 
@@ -111,9 +112,10 @@ async def create_purchase(
     responses=_problems(400, 413, 415, 422, 503),
     summary="Capture up to 1000 purchases, all or nothing",
 )
-async def create_purchases(data: BatchIn, conn: BareConnectionDep) -> Response:
+async def create_purchases(data: BatchIn, database: DatabaseDep) -> Response:
+    async with database.connect() as conn:
+        batch = await services.capture_batch(conn, data=data)
     # Serialised here in one pass: FastAPI would validate the 1000 purchases again first.
-    batch = await services.capture_batch(conn, data=data)
     return Response(batch.model_dump_json(), 201, media_type="application/json")
 
 

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api import capture, ops, reads
-from app.db import create_engine
+from app.db import Database, create_engine
 from app.errors import install_error_handlers
 from app.log import configure_logging
 from app.metrics import Metrics
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         app.state.engine = engine
+        app.state.database = Database(engine, metrics)
         metrics.watch_pool(engine)
         if settings.admin_token is None:
             log.warning("APP_ADMIN_TOKEN is not set: the read endpoints will answer 401")
