@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
@@ -53,6 +52,9 @@ PLAIN_EMAIL = re.compile(
 )
 EMAIL_MAX_LENGTH = 254
 LOCAL_PART_MAX_LENGTH = 64
+# RFC 6761's special-use domains, which email-validator refuses in any form ("x@a.test").
+_SPECIAL_USE_DOMAINS = frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+_SPECIAL_USE_SUFFIXES = tuple(f".{name}" for name in _SPECIAL_USE_DOMAINS)
 
 
 def is_plain_email(value: str) -> bool:
@@ -64,10 +66,8 @@ def is_plain_email(value: str) -> bool:
         len(match["local"]) <= LOCAL_PART_MAX_LENGTH
         # "ab--" labels are IDNA's (and "xn--" ones Punycode): email-validator's to judge.
         and "--" not in domain
-        and not any(
-            domain == special or domain.endswith(f".{special}")
-            for special in email_validator.SPECIAL_USE_DOMAIN_NAMES
-        )
+        and domain not in _SPECIAL_USE_DOMAINS
+        and not domain.endswith(_SPECIAL_USE_SUFFIXES)
     )
 
 
@@ -86,9 +86,13 @@ def normalise_email_fully(value: str) -> str:
     return checked.normalized.lower()
 
 
+# Unicode's Cc (control) and Cs (surrogate) categories, exactly: PostgreSQL cannot store NUL,
+# and no text field has any use for the others.
+_CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def _printable(value: str) -> str:
-    # Control characters (NUL above all) and lone surrogates cannot be stored by PostgreSQL.
-    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+    if _CONTROL_OR_SURROGATE.search(value):
         raise ValueError("must not contain control characters")
     return value
 
