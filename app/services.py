@@ -197,10 +197,12 @@ async def _store_many_autocommit(conn: AsyncConnection, purchases: list[Purchase
     created = sum(1 for c in customers.values() if c.created)
     updated = len(customers) - created
     tally(purchases=len(stored), created=created, updated=updated)
+    # One CustomerOut per customer, shared by that customer's purchases.
+    out = {key: _customer_out(customer.customer) for key, customer in customers.items()}
     captured = [
         CapturedPurchase(
             id=s.purchase_id,
-            customer=_customer_out(s.customer.customer),
+            customer=out[s.customer.customer.id],
             customer_created=s.customer.created,
             item=p.item,
             quantity=p.quantity,
