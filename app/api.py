@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from pydantic import AfterValidator
 from sqlalchemy import text
 from starlette.convertors import StringConvertor, register_url_convertor
@@ -12,7 +12,6 @@ from starlette.convertors import StringConvertor, register_url_convertor
 from app import services
 from app.auth import require_admin
 from app.db import ConnectionDep, DatabaseDep
-from app.errors import UnsupportedMediaType
 from app.schemas import (
     BatchIn,
     BatchOut,
@@ -46,15 +45,6 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-async def require_json(request: Request) -> None:
-    """Only JSON bodies are accepted; anything else is a 415, not a confusing 422."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json" and not (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    ):
-        raise UnsupportedMediaType("Send the body as JSON with 'Content-Type: application/json'.")
-
-
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -84,7 +74,8 @@ Cursor = Annotated[
     Query(max_length=64, description="`next_cursor` of the previous page."),
 ]
 
-capture = APIRouter(prefix="/api/v1", tags=["capture"], dependencies=[Depends(require_json)])
+# Only JSON bodies are read; a body of another media type is a 415 (app.errors), not a 422.
+capture = APIRouter(prefix="/api/v1", tags=["capture"])
 reads = APIRouter(prefix="/api/v1", tags=["reads"], dependencies=[Depends(require_admin)])
 ops = APIRouter(tags=["operations"])
 

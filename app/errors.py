@@ -149,6 +149,15 @@ def _field_errors(exc: RequestValidationError) -> list[FieldError]:
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if not _declares_json(request) and any(
+        error.get("loc", ("",))[0] == "body" for error in exc.errors()
+    ):
+        # FastAPI reads only JSON bodies, so any other is refused here, on the error path,
+        # rather than by a dependency every request would pay for.
+        return await _on_app_error(
+            request,
+            UnsupportedMediaType("Send the body as JSON with 'Content-Type: application/json'."),
+        )
     if any(error.get("type") == "json_invalid" for error in exc.errors()):
         return problem_response(
             400,
@@ -160,6 +169,13 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     summary = "; ".join(f"{error.field}: {error.message}" for error in errors[:5])
     return problem_response(
         422, summary, title="Validation failed", instance=request.url.path, errors=errors
+    )
+
+
+def _declares_json(request: Request) -> bool:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
     )
 
 
