@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -93,6 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         header_name="X-Request-ID",
         validator=is_sane_request_id,
         update_request_header=True,
+        # The same 32 hex digits as the default uuid4().hex, for a third of its CPU.
+        generator=lambda: secrets.token_hex(16),
     )
     return app
 
