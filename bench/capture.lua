@@ -4,10 +4,11 @@
 --   random <pool> <size>   POST one purchase per request for an email drawn at random from a
 --                          pool of <size> addresses named after <pool>; every 4th address of the
 --                          pool is written in mixed case (the service stores it lower-cased).
---   file <path>            POST the request bodies of <path> (one JSON body per line) once each,
---                          in order; when every one has been answered the thread prints
---                          BUDGET_DONE on stderr and stops (run.py then ends wrk with SIGINT).
---                          Run it with one thread (-t1).
+--   file <path> [target]   POST the request bodies of <path> (one JSON body per line) once each,
+--                          in order, to <target> (default /api/v1/purchases; the batch phase
+--                          gives /api/v1/purchases/batch); when every one has been answered the
+--                          thread prints BUDGET_DONE on stderr and stops (run.py then ends wrk
+--                          with SIGINT). Run it with one thread (-t1).
 -- done() prints one line `BENCH_JSON {...}` with the counts and latency percentiles.
 
 local threads = {}
@@ -20,7 +21,7 @@ function setup(thread)
 end
 
 local mode, pool, size
-local bodies, next_body, budget
+local bodies, next_body, budget, target
 -- globals, so that done() can read them from each thread with thread:get()
 non2xx, posted, answered = 0, 0, 0
 local headers = { ["Content-Type"] = "application/json" }
@@ -48,6 +49,7 @@ function init(args)
     end
     budget = #bodies
     next_body = 1
+    target = args[3] or "/api/v1/purchases"
   else
     pool = args[2] or "pool"
     size = tonumber(args[3] or "10000")
@@ -71,7 +73,7 @@ function request()
     end
     local body = bodies[next_body]
     next_body = next_body + 1
-    return wrk.format("POST", "/api/v1/purchases", headers, body)
+    return wrk.format("POST", target, headers, body)
   end
   local n = math.random(1, size)
   local body = string.format(
