@@ -51,6 +51,31 @@ class Traffic:
         return counts
 
 
+@dataclass
+class KeylessTraffic:
+    """Captures sent without an Idempotency-Key: on PostgreSQL each is one self-committing
+    statement sent straight to asyncpg, the path that must reconnect by itself too."""
+
+    answers: list[tuple[float, int, httpx.Headers, str]] = field(default_factory=list)
+    running: bool = True
+
+
+async def keyless_loop(http: httpx.AsyncClient, traffic: KeylessTraffic) -> None:
+    n = 0
+    while traffic.running:
+        n += 1
+        body = body_for(n, 0)
+        body["customer"]["email"] = f"keyless{n % 5}@example.com"
+        try:
+            response = await http.post(URL, json=body)
+        except httpx.TransportError as error:
+            raise AssertionError(f"the service dropped a request: {error!r}") from error
+        traffic.answers.append(
+            (time.monotonic(), response.status_code, response.headers, response.text)
+        )
+        await asyncio.sleep(0.01)
+
+
 def body_for(n: int, client: int) -> dict[str, Any]:
     # A few emails shared by all clients, so upserts of the same customer overlap the outage.
     return {
@@ -106,9 +131,11 @@ async def test_database_outage_mid_traffic_then_recovery_without_restart(
     server = serve(database, db_pool_timeout=2, db_pool_size=5)
     pid = server.pid
     traffic = Traffic()
+    keyless = KeylessTraffic()
 
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         loops = [asyncio.create_task(client_loop(http, traffic, c)) for c in range(CLIENTS)]
+        loops.append(asyncio.create_task(keyless_loop(http, keyless)))
         try:
             await asyncio.sleep(1.0)
             healthy = traffic.statuses()
@@ -130,7 +157,7 @@ async def test_database_outage_mid_traffic_then_recovery_without_restart(
             recovered_at = time.monotonic()
             await asyncio.sleep(1.0)
         finally:
-            traffic.running = False
+            traffic.running = keyless.running = False
             results = await asyncio.gather(*loops, return_exceptions=True)
         errors = [result for result in results if isinstance(result, BaseException)]
         assert not errors, errors
@@ -157,6 +184,14 @@ async def test_database_outage_mid_traffic_then_recovery_without_restart(
         assert late, "no traffic after the recovery"
         assert set(late) == {201}, f"still failing after /readyz said ready: {late}"
 
+        keyless_statuses = {status for _, status, _, _ in keyless.answers}
+        assert keyless_statuses == {201, 503}, keyless_statuses
+        for _, status, headers, text in keyless.answers:
+            if status == 503:
+                assert_unavailable_problem(httpx.Response(503, headers=headers, text=text))
+        keyless_late = {status for at, status, _, _ in keyless.answers if at > recovered_at + 0.5}
+        assert keyless_late == {201}, f"key-less captures failing after recovery: {keyless_late}"
+
         # The clients retry what failed, with the same keys: all of it completes, once.
         for key, answers in traffic.answers.items():
             if answers[-1][1] != 201:
@@ -166,7 +201,7 @@ async def test_database_outage_mid_traffic_then_recovery_without_restart(
                 assert retry.status_code == 201, retry.text
                 traffic.record(key, retry)
 
-    await assert_nothing_half_written(database, traffic)
+    await assert_nothing_half_written(database, traffic, keyless)
 
 
 def server_errors(log: str) -> str:
@@ -183,11 +218,16 @@ def server_errors(log: str) -> str:
     return "\n".join(lines[:20])
 
 
-async def assert_nothing_half_written(database: str, traffic: Traffic) -> None:
+async def assert_nothing_half_written(
+    database: str, traffic: Traffic, keyless: KeylessTraffic
+) -> None:
     connection = await asyncpg.connect(asyncpg_dsn(database))
     try:
         keys = await connection.fetch("SELECT key, purchase_id, response_body FROM idempotency_key")
-        purchases = await connection.fetchval("SELECT count(*) FROM purchase")
+        purchases = await connection.fetchval(
+            "SELECT count(*) FROM purchase p JOIN customer c ON c.id = p.customer_id"
+            " WHERE c.email NOT LIKE 'keyless%'"
+        )
         lonely_customers = await connection.fetchval(
             "SELECT count(*) FROM customer c"
             " WHERE NOT EXISTS (SELECT 1 FROM purchase p WHERE p.customer_id = c.id)"
@@ -205,7 +245,7 @@ async def assert_nothing_half_written(database: str, traffic: Traffic) -> None:
     assert purchases == len(traffic.answers), "a request was stored twice, or not at all"
     told = {
         httpx.Response(201, text=text).json()["id"]
-        for answers in traffic.answers.values()
+        for answers in [*traffic.answers.values(), keyless.answers]
         for _, status, _, text in answers
         if status == 201
     }
