@@ -162,8 +162,11 @@ def configure_logging(settings: Settings) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
-    # The access middleware writes one line per request; uvicorn's own would be a second.
-    logging.getLogger("uvicorn.access").disabled = True
+    # The access middleware writes one line per request; uvicorn's own would be a second. With
+    # no handler in reach (hasHandlers() False), uvicorn does not even format its arguments.
+    access = logging.getLogger("uvicorn.access")
+    access.disabled = True
+    access.propagate = False
 
 
 def access_logger() -> FilteringBoundLogger:

@@ -203,3 +203,10 @@ def test_uvicorn_access_lines_are_left_to_the_access_middleware(
     logging.getLogger("uvicorn.access").info('127.0.0.1 - "GET / HTTP/1.1" 200')
 
     assert written_lines(capsys) == []
+
+
+def test_uvicorn_does_not_even_format_its_access_lines(configure: Configure) -> None:
+    configure(log_format="json")
+
+    # uvicorn formats an access line only when its logger has a handler in reach.
+    assert not logging.getLogger("uvicorn.access").hasHandlers()
