@@ -813,6 +813,7 @@ class Report:
         p = self.phases
         single = p.get("single32")
         pgbench = p.get("pgbench")
+        split = p.get("pgbench_split")
         grown = p.get("grown32")
         batch = p.get("batch")
         loads = [ph for ph in p.values() if ph.kind != "pgbench"]
@@ -820,6 +821,7 @@ class Report:
             "single_rps": single.rate if single else None,
             "pgbench_tps": pgbench.rate if pgbench else None,
             "ratio": single.rate / pgbench.rate if single and pgbench and pgbench.rate else None,
+            "ratio_split": single.rate / split.rate if single and split and split.rate else None,
             "p99_ms": single.p99_ms if single else None,
             "batch_pps": batch.purchase_rate if batch else None,
             "grown_ratio": grown.rate / single.rate if grown and single and single.rate else None,
@@ -830,7 +832,8 @@ class Report:
         }
 
     def last_line(self) -> str:
-        digits = {"single_rps": 1, "pgbench_tps": 1, "ratio": 3, "p99_ms": 1, "batch_pps": 1}
+        digits = {"single_rps": 1, "pgbench_tps": 1, "ratio": 3, "ratio_split": 3, "p99_ms": 1}
+        digits |= {"batch_pps": 1}
         digits |= {"grown_ratio": 3, "cpu_ms_per_req": 3, "rss_mb_max": 1}
         parts = []
         for key, value in self.figures().items():
@@ -852,6 +855,14 @@ class Report:
 
         ratio = f["ratio"]
         row("single 32c / pgbench", ratio, f">= {TARGET_RATIO}", (ratio or 0) >= TARGET_RATIO)
+        # The same target against the issue's wording of the transaction (4 round trips).
+        split = f["ratio_split"]
+        row(
+            "single 32c / pgbench split",
+            split,
+            f">= {TARGET_RATIO}",
+            (split or 0) >= TARGET_RATIO,
+        )
         p99 = f["p99_ms"]
         row("single 32c p99 ms", p99, f"<= {TARGET_P99_MS:g}", (p99 or 0) <= TARGET_P99_MS, 1)
         single, many = p.get("single32"), p.get("single64")
@@ -1218,13 +1229,10 @@ def benchmark(args: argparse.Namespace, report: Report, cleanup: list[Callable[[
             f"growth, CPU per purchase grown / empty (not moved by other load): "
             f"service {cpu:.2f}, PostgreSQL {pg_cpu:.2f}"
         )
-    split = report.phases.get("pgbench_split")
-    if empty and split and split.rate:
-        report.notes.append(
-            f"single 32c / pgbench split (upsert, insert, COMMIT as 4 round trips): "
-            f"{empty.rate / split.rate:.3f}; the ratio above is against the service's own "
-            "one-statement capture"
-        )
+    report.notes.append(
+        "pgbench runs the service's own one-statement capture; pgbench split runs the same "
+        "work as the issue words it (BEGIN, upsert, insert, COMMIT: 4 round trips)"
+    )
     if report.best_workers():
         report.notes.append(str(report.best_workers()))
     # The warm-ups are in the table for their errors, not for their rates.
