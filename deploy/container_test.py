@@ -71,6 +71,9 @@ APT_PACKAGES = [
     "slirp4netns",
     "fuse-overlayfs",
     "containernetworking-plugins",
+    # CNI's DNS for compose's network: without it `db` does not resolve in the other containers
+    # (podman does not pull it in; a machine that had it by chance hid the missing step).
+    "golang-github-containernetworking-plugin-dnsname",
     "iptables",
     "uidmap",
 ]
