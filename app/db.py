@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from app.errors import DatabaseUnavailable
+from app.errors import TRANSIENT_SQLSTATES, DatabaseUnavailable
 from app.metrics import Metrics, start_tally
 from app.settings import Settings
 
@@ -137,8 +137,9 @@ async def fetch_row_autocommit(
     it per connection) without SQLAlchemy's execution layer, which costs more CPU than the
     statement. SQLAlchemy still owns the pool. What SQLAlchemy would do on a lost connection is
     done here: a connection the server closed while it sat in the pool is replaced before use,
-    and one lost mid-statement is invalidated and answered with a 503 (nothing was committed:
-    the statement is atomic).
+    and one lost mid-statement is invalidated and answered with a 503 (the statement is atomic:
+    it committed whole or not at all). A deadlock or serialisation failure is a 503 too, as on
+    the SQLAlchemy path (app.errors).
     """
     return await _autocommit(conn, lambda driver: driver.fetchrow(sql, *args))
 
@@ -161,6 +162,8 @@ async def _autocommit(
         return await run(driver)
     except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as error:
         sqlstate = getattr(error, "sqlstate", None) or ""
+        if sqlstate in TRANSIENT_SQLSTATES:
+            raise DatabaseUnavailable() from error
         if isinstance(error, asyncpg.PostgresError) and not sqlstate.startswith(_LOST_SQLSTATES):
             raise
         await conn.invalidate()

@@ -46,8 +46,18 @@ async def terminate_others(admin: asyncpg.Connection, *, waiting_on_lock: bool =
 
 async def terminate_once_waiting(admin: asyncpg.Connection) -> None:
     """Ends the service's connection as soon as its statement waits on a row lock."""
+    await wait_for_lock_wait(admin)
+    assert await terminate_others(admin, waiting_on_lock=True) == 1
+
+
+async def wait_for_lock_wait(admin: asyncpg.Connection) -> None:
+    """Returns once another connection to the database waits on a lock."""
     for _ in range(500):
-        if await terminate_others(admin, waiting_on_lock=True):
+        waiting = await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+        )
+        if waiting:
             return
         await asyncio.sleep(0.02)
     pytest.fail("the capture never waited on the row lock")
@@ -96,3 +106,22 @@ async def test_a_batch_lost_mid_statement_answers_503_and_stores_none_of_it(
 
     assert_problem(response, 503)
     assert await stored_counts(client, auth) == (1, 1)
+
+
+async def test_a_batch_chosen_as_deadlock_victim_answers_503_and_stores_none_of_it(
+    client: AsyncClient, admin: asyncpg.Connection, auth: dict[str, str]
+) -> None:
+    for email in ("a@example.com", "b@example.com"):
+        assert (await client.post(URL, json=purchase(email=email))).status_code == 201
+    batch = {"purchases": [purchase(email="a@example.com"), purchase(email="b@example.com")]}
+    async with admin.transaction():
+        await admin.execute("SELECT 1 FROM customer WHERE email = 'b@example.com' FOR UPDATE")
+        capture = asyncio.create_task(client.post(f"{URL}/batch", json=batch))
+        await wait_for_lock_wait(admin)  # the batch holds a@ and waits for b@
+        # Now wait for a@ too: the batch waited first, so its deadlock check runs first and
+        # PostgreSQL ends its statement; this one then gets a@.
+        await admin.execute("SELECT 1 FROM customer WHERE email = 'a@example.com' FOR UPDATE")
+        response = await capture
+
+    assert_problem(response, 503)
+    assert await stored_counts(client, auth) == (2, 2)
