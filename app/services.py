@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,6 +22,7 @@ from app.repositories import (
     Order,
     PurchaseRepository,
     PurchaseRow,
+    UpsertedCustomer,
 )
 from app.schemas import (
     BatchIn,
@@ -69,11 +72,49 @@ def _purchase_out(row: PurchaseRow) -> PurchaseOut:
     )
 
 
+def _buyers(purchases: list[PurchaseIn]) -> dict[str, str]:
+    """Each distinct buyer's email and name; a later occurrence of an email wins the name
+    (dicts keep the last value per key)."""
+    return {p.customer.email: p.customer.name for p in purchases}
+
+
+def _captured(
+    p: PurchaseIn,
+    *,
+    purchase_id: int,
+    customer: CustomerOut,
+    created: bool,
+    total: Decimal,
+    now: datetime,
+) -> CapturedPurchase:
+    """What the caller is told of one stored purchase: its input and what the database gave it."""
+    return CapturedPurchase(
+        id=purchase_id,
+        customer=customer,
+        customer_created=created,
+        item=p.item,
+        quantity=p.quantity,
+        unit_price=p.unit_price,
+        currency=p.currency,
+        total=total,
+        purchased_at=now,
+    )
+
+
+def _batch_out(
+    captured: list[CapturedPurchase], customers: Collection[UpsertedCustomer]
+) -> BatchOut:
+    """Counts what was stored (in the metrics once committed) and sums it up for the caller."""
+    created = sum(1 for customer in customers if customer.created)
+    updated = len(customers) - created
+    tally(purchases=len(captured), created=created, updated=updated)
+    return BatchOut(purchases=captured, customers_created=created, customers_updated=updated)
+
+
 async def _store(conn: AsyncConnection, purchases: list[PurchaseIn]) -> BatchOut:
     """Upsert each distinct customer once, then insert every purchase, in input order."""
     now = utcnow()
-    # A later occurrence of an email wins the name (dicts keep the last value per key).
-    people = {p.customer.email: p.customer.name for p in purchases}
+    people = _buyers(purchases)
     customers = CustomerRepository(conn)
     if len(people) == 1:
         ((email, name),) = people.items()
@@ -93,24 +134,20 @@ async def _store(conn: AsyncConnection, purchases: list[PurchaseIn]) -> BatchOut
             for p in purchases
         ]
     )
+    # One CustomerOut per customer, shared by that customer's purchases.
+    out = {email: _customer_out(customer.customer) for email, customer in upserted.items()}
     captured = [
-        CapturedPurchase(
-            id=purchase_id,
-            customer=_customer_out(upserted[p.customer.email].customer),
-            customer_created=upserted[p.customer.email].created,
-            item=p.item,
-            quantity=p.quantity,
-            unit_price=p.unit_price,
-            currency=p.currency,
+        _captured(
+            p,
+            purchase_id=purchase_id,
+            customer=out[p.customer.email],
+            created=upserted[p.customer.email].created,
             total=total,
-            purchased_at=now,
+            now=now,
         )
         for p, (purchase_id, total) in zip(purchases, stored, strict=True)
     ]
-    created = sum(1 for u in upserted.values() if u.created)
-    updated = len(upserted) - created
-    tally(purchases=len(captured), created=created, updated=updated)
-    return BatchOut(purchases=captured, customers_created=created, customers_updated=updated)
+    return _batch_out(captured, upserted.values())
 
 
 async def _store_autocommit(conn: AsyncConnection, data: PurchaseIn) -> CapturedPurchase:
@@ -127,16 +164,13 @@ async def _store_autocommit(conn: AsyncConnection, data: PurchaseIn) -> Captured
     )
     created = stored.customer.created
     tally(purchases=1, created=int(created), updated=int(not created))
-    return CapturedPurchase(
-        id=stored.purchase_id,
+    return _captured(
+        data,
+        purchase_id=stored.purchase_id,
         customer=_customer_out(stored.customer.customer),
-        customer_created=created,
-        item=data.item,
-        quantity=data.quantity,
-        unit_price=data.unit_price,
-        currency=data.currency,
+        created=created,
         total=stored.total,
-        purchased_at=now,
+        now=now,
     )
 
 
@@ -187,33 +221,27 @@ async def capture_batch(conn: AsyncConnection, *, data: BatchIn) -> BatchOut:
 
 async def _store_many_autocommit(conn: AsyncConnection, purchases: list[PurchaseIn]) -> BatchOut:
     now = utcnow()
-    # A later occurrence of an email wins the name (dicts keep the last value per key).
-    people = {p.customer.email: p.customer.name for p in purchases}
     orders = [
         Order(p.customer.email, p.item, p.quantity, p.unit_price, p.currency) for p in purchases
     ]
-    stored = await PurchaseRepository(conn).capture_many_autocommit(people, orders, now=now)
+    stored = await PurchaseRepository(conn).capture_many_autocommit(
+        _buyers(purchases), orders, now=now
+    )
     customers = {s.customer.customer.id: s.customer for s in stored}
-    created = sum(1 for c in customers.values() if c.created)
-    updated = len(customers) - created
-    tally(purchases=len(stored), created=created, updated=updated)
     # One CustomerOut per customer, shared by that customer's purchases.
     out = {key: _customer_out(customer.customer) for key, customer in customers.items()}
     captured = [
-        CapturedPurchase(
-            id=s.purchase_id,
+        _captured(
+            p,
+            purchase_id=s.purchase_id,
             customer=out[s.customer.customer.id],
-            customer_created=s.customer.created,
-            item=p.item,
-            quantity=p.quantity,
-            unit_price=p.unit_price,
-            currency=p.currency,
+            created=s.customer.created,
             total=s.total,
-            purchased_at=now,
+            now=now,
         )
         for p, s in zip(purchases, stored, strict=True)
     ]
-    return BatchOut(purchases=captured, customers_created=created, customers_updated=updated)
+    return _batch_out(captured, customers.values())
 
 
 def encode_cursor(last_id: int) -> str:
