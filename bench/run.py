@@ -26,6 +26,7 @@ import contextlib
 import datetime as dt
 import functools
 import json
+import operator
 import os
 import random
 import re
@@ -70,6 +71,11 @@ TARGET_BATCH_FACTOR = 15.0
 TARGET_GROWN_RATIO = 0.8
 TARGET_COLLAPSE = 0.8  # 64 connections keep at least this share of the 32-connection rate
 TARGET_RSS_MB = 200.0
+COMPARISONS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "<": operator.lt,
+}
 
 STARTED = time.monotonic()
 
@@ -853,18 +859,14 @@ class Report:
         def row(what: str, value: float | None, target: str, ok: bool | None, d: int = 3) -> None:
             rows.append((what, fmt(value, d), target, None if value is None else ok))
 
-        ratio = f["ratio"]
-        row("single 32c / pgbench", ratio, f">= {TARGET_RATIO}", (ratio or 0) >= TARGET_RATIO)
+        def check(what: str, value: float | None, op: str, goal: float, d: int = 3) -> None:
+            ok = value is not None and COMPARISONS[op](value, goal)
+            row(what, value, f"{op} {goal:g}", ok, d)
+
+        check("single 32c / pgbench", f["ratio"], ">=", TARGET_RATIO)
         # The same target against the wording of the transaction (4 round trips).
-        split = f["ratio_split"]
-        row(
-            "single 32c / pgbench split",
-            split,
-            f">= {TARGET_RATIO}",
-            (split or 0) >= TARGET_RATIO,
-        )
-        p99 = f["p99_ms"]
-        row("single 32c p99 ms", p99, f"<= {TARGET_P99_MS:g}", (p99 or 0) <= TARGET_P99_MS, 1)
+        check("single 32c / pgbench split", f["ratio_split"], ">=", TARGET_RATIO)
+        check("single 32c p99 ms", f["p99_ms"], "<=", TARGET_P99_MS, 1)
         single, many = p.get("single32"), p.get("single64")
         if single:
             errors = single.non2xx + single.socket_errors
@@ -873,44 +875,14 @@ class Report:
             errors = many.non2xx + many.socket_errors
             row("single 64c non-2xx + socket errors", errors, "0", errors == 0, 0)
             kept = many.rate / single.rate if single.rate else None
-            row(
-                "single 64c / 32c rate",
-                kept,
-                f">= {TARGET_COLLAPSE}",
-                (kept or 0) >= TARGET_COLLAPSE,
-            )
-        cpu = f["cpu_ms_per_req"]
-        row(
-            "service CPU ms per purchase (32c)",
-            cpu,
-            f"<= {TARGET_CPU_MS}",
-            (cpu or 9) <= TARGET_CPU_MS,
-        )
+            check("single 64c / 32c rate", kept, ">=", TARGET_COLLAPSE)
+        check("service CPU ms per purchase (32c)", f["cpu_ms_per_req"], "<=", TARGET_CPU_MS)
         batch, one_by_one = p.get("batch"), p.get("single_same")
         if batch and one_by_one and one_by_one.purchase_rate:
             factor = batch.purchase_rate / one_by_one.purchase_rate
-            row(
-                "batch / single-endpoint purchases/s",
-                factor,
-                f">= {TARGET_BATCH_FACTOR:g}",
-                factor >= TARGET_BATCH_FACTOR,
-                1,
-            )
-        grown = f["grown_ratio"]
-        row(
-            "grown / empty rate (32c)",
-            grown,
-            f">= {TARGET_GROWN_RATIO}",
-            (grown or 0) >= TARGET_GROWN_RATIO,
-        )
-        rss = f["rss_mb_max"]
-        row(
-            "max RSS MB of a service process",
-            rss,
-            f"< {TARGET_RSS_MB:g}",
-            (rss or 0) < TARGET_RSS_MB,
-            1,
-        )
+            check("batch / single-endpoint purchases/s", factor, ">=", TARGET_BATCH_FACTOR, 1)
+        check("grown / empty rate (32c)", f["grown_ratio"], ">=", TARGET_GROWN_RATIO)
+        check("max RSS MB of a service process", f["rss_mb_max"], "<", TARGET_RSS_MB, 1)
         return rows
 
     def best_workers(self) -> str | None:
