@@ -76,28 +76,14 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
-    """One transaction per request: committed when the handler returns, rolled back if it raises.
-
-    Used with `scope="function"` so the commit finishes before the response is sent; a failed
-    commit then surfaces as an error instead of a success the database never saw. Core
-    connections, not ORM sessions: the service writes with set-based statements and needs no
-    identity map, and the ORM's bookkeeping was a fifth of the CPU of a capture.
-    """
-    counts = start_tally()
-    async with _engine(request).connect() as connection, connection.begin():
-        yield connection
-    request.app.state.metrics.record_committed(counts)
-
-
 class Database:
-    """The engine, for handlers that open their connection themselves.
+    """The engine, and the one way a request gets a connection from it (`connect`).
 
-    The capture endpoints do, instead of taking a `yield` dependency: FastAPI runs each of
-    those inside an anyio cancel scope and two more context managers, which cost a tenth of a
-    capture's CPU. The connection has no transaction yet: the service either opens one
-    (`async with conn.begin()`) or, on PostgreSQL, runs one self-committing statement with
-    `fetch_row_autocommit`, a single round trip where BEGIN and COMMIT would be two more.
+    The capture endpoints open theirs in the handler instead of taking a `yield` dependency:
+    FastAPI runs each of those inside an anyio cancel scope and two more context managers, which
+    cost a tenth of a capture's CPU. The connection has no transaction yet: the service either
+    opens one (`async with conn.begin()`) or, on PostgreSQL, runs one self-committing statement
+    with `fetch_row_autocommit`, a single round trip where BEGIN and COMMIT would be two more.
     """
 
     def __init__(self, engine: AsyncEngine, metrics: Metrics) -> None:
@@ -118,9 +104,16 @@ async def get_database(request: Request) -> Database:
     return database
 
 
-def _engine(request: Request) -> AsyncEngine:
-    engine: AsyncEngine = request.app.state.engine
-    return engine
+async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    """One transaction per request: committed when the handler returns, rolled back if it raises.
+
+    Used with `scope="function"` so the commit finishes before the response is sent; a failed
+    commit then surfaces as an error instead of a success the database never saw. Core
+    connections, not ORM sessions: the service writes with set-based statements and needs no
+    identity map, and the ORM's bookkeeping was a fifth of the CPU of a capture.
+    """
+    async with (await get_database(request)).connect() as connection, connection.begin():
+        yield connection
 
 
 # What a lost server looks like from asyncpg: a dead socket, a closed connection, or a SQLSTATE

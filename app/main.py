@@ -42,7 +42,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
-        app.state.engine = engine
         app.state.database = Database(engine, metrics)
         metrics.watch_pool(engine)
         if settings.admin_token is None:

@@ -23,7 +23,7 @@ def sqlite_settings(tmp_path: object) -> Settings:
 
 async def test_sqlite_connections_use_wal_and_a_busy_timeout(sqlite_settings: Settings) -> None:
     app = create_app(sqlite_settings)
-    async with app.router.lifespan_context(app), app.state.engine.connect() as connection:
+    async with app.router.lifespan_context(app), app.state.database.engine.connect() as connection:
         journal = (await connection.execute(text("PRAGMA journal_mode"))).scalar()
         timeout = (await connection.execute(text("PRAGMA busy_timeout"))).scalar()
 
