@@ -9,6 +9,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
+import asyncpg
 from sqlalchemy import ColumnElement, func, insert, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -98,6 +99,14 @@ def _dialect(conn: AsyncConnection) -> str:
 
 def _customer(row: Any) -> CustomerRow:
     return CustomerRow(row.id, row.email, row.name, row.created_at, row.updated_at)
+
+
+def _upserted(record: asyncpg.Record) -> UpsertedCustomer:
+    """The customer columns of a CAPTURE_*_PG row (asyncpg's records are read by key)."""
+    customer = CustomerRow(
+        record["id"], record["email"], record["name"], record["created_at"], record["updated_at"]
+    )
+    return UpsertedCustomer(customer, record["created"])
 
 
 def _purchase(row: Any) -> PurchaseRow:
@@ -269,11 +278,7 @@ class PurchaseRepository:
             self.conn, CAPTURE_ONE_PG, email, name, now, item, quantity, unit_price, currency, total
         )
         assert row is not None  # an upsert returns its row, inserted or updated
-        customer = CustomerRow(
-            row["id"], row["email"], row["name"], row["created_at"], row["updated_at"]
-        )
-        upserted = UpsertedCustomer(customer, row["created"])
-        return StoredPurchase(upserted, row["purchase_id"], row["total"])
+        return StoredPurchase(_upserted(row), row["purchase_id"], row["total"])
 
     async def capture_many_autocommit(
         self, people: dict[str, str], orders: Sequence[Order], *, now: datetime
@@ -299,12 +304,7 @@ class PurchaseRepository:
         for row in rows:
             customer = customers.get(row["id"])
             if customer is None:
-                customer = customers[row["id"]] = UpsertedCustomer(
-                    CustomerRow(
-                        row["id"], row["email"], row["name"], row["created_at"], row["updated_at"]
-                    ),
-                    row["created"],
-                )
+                customer = customers[row["id"]] = _upserted(row)
             stored.append(StoredPurchase(customer, row["purchase_id"], row["total"]))
         return stored
 
