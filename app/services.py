@@ -101,13 +101,19 @@ def _captured(
     )
 
 
+def _count_stored(purchases: int, customers: Collection[UpsertedCustomer]) -> tuple[int, int]:
+    """(created, updated) customers; all three counts go to the metrics once committed."""
+    created = sum(1 for customer in customers if customer.created)
+    updated = len(customers) - created
+    tally(purchases=purchases, created=created, updated=updated)
+    return created, updated
+
+
 def _batch_out(
     captured: list[CapturedPurchase], customers: Collection[UpsertedCustomer]
 ) -> BatchOut:
-    """Counts what was stored (in the metrics once committed) and sums it up for the caller."""
-    created = sum(1 for customer in customers if customer.created)
-    updated = len(customers) - created
-    tally(purchases=len(captured), created=created, updated=updated)
+    """What a batch stored, summed up for the caller."""
+    created, updated = _count_stored(len(captured), customers)
     return BatchOut(purchases=captured, customers_created=created, customers_updated=updated)
 
 
@@ -162,13 +168,12 @@ async def _store_autocommit(conn: AsyncConnection, data: PurchaseIn) -> Captured
         currency=data.currency,
         now=now,
     )
-    created = stored.customer.created
-    tally(purchases=1, created=int(created), updated=int(not created))
+    _count_stored(1, [stored.customer])
     return _captured(
         data,
         purchase_id=stored.purchase_id,
         customer=_customer_out(stored.customer.customer),
-        created=created,
+        created=stored.customer.created,
         total=stored.total,
         now=now,
     )
