@@ -153,12 +153,17 @@ async def _autocommit(
         driver = await _driver(conn)
     try:
         return await run(driver)
-    except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as error:
-        sqlstate = getattr(error, "sqlstate", None) or ""
-        if sqlstate in TRANSIENT_SQLSTATES:
+    except asyncpg.PostgresError as error:
+        if error.sqlstate in TRANSIENT_SQLSTATES:
             raise DatabaseUnavailable() from error
-        if isinstance(error, asyncpg.PostgresError) and not sqlstate.startswith(_LOST_SQLSTATES):
+        if not (error.sqlstate or "").startswith(_LOST_SQLSTATES):
             raise
+        await conn.invalidate()
+        raise DatabaseUnavailable() from error
+    except (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError) as error:
+        # InternalClientError: asyncpg's protocol is in a state it cannot go on from. A server
+        # that shuts down sends each session a FATAL message and then closes the socket; a
+        # statement sent between reading the one and seeing the other fails this way.
         await conn.invalidate()
         raise DatabaseUnavailable() from error
 

@@ -4,13 +4,16 @@ the server drops is handled as SQLAlchemy would, and nothing is half-written."""
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import make_url
 
+from app.settings import Settings
 from tests.helpers import assert_problem, purchase, stored_counts
 
 pytestmark = pytest.mark.postgres
@@ -22,6 +25,12 @@ URL = "/api/v1/purchases"
 def database_url(postgres_schema: str) -> str:
     """These tests are about PostgreSQL only."""
     return postgres_schema
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """One pooled connection, so every request of a test reuses the same one."""
+    return settings.model_copy(update={"db_pool_size": 1})
 
 
 @pytest.fixture
@@ -50,17 +59,18 @@ async def terminate_once_waiting(admin: asyncpg.Connection) -> None:
     assert await terminate_others(admin, waiting_on_lock=True) == 1
 
 
-async def wait_for_lock_wait(admin: asyncpg.Connection) -> None:
-    """Returns once another connection to the database waits on a lock."""
+async def wait_for_lock_wait(admin: asyncpg.Connection, *, waiting: bool = True) -> None:
+    """Returns once another connection to the database waits on a lock (or, `waiting=False`,
+    once none does)."""
     for _ in range(500):
-        waiting = await admin.fetchval(
+        waiters = await admin.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
             " AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
         )
-        if waiting:
+        if bool(waiters) == waiting:
             return
         await asyncio.sleep(0.02)
-    pytest.fail("the capture never waited on the row lock")
+    pytest.fail(f"the capture {'never waited' if waiting else 'still waits'} on the row lock")
 
 
 async def test_a_pooled_connection_the_server_closed_is_replaced_before_a_capture(
@@ -124,4 +134,75 @@ async def test_a_batch_chosen_as_deadlock_victim_answers_503_and_stores_none_of_
         response = await capture
 
     assert_problem(response, 503)
+    assert await stored_counts(client, auth) == (2, 2)
+
+
+def shutdown_notice() -> bytes:
+    """The FATAL ErrorResponse a PostgreSQL server sends each session as it shuts down."""
+    fields = (b"S", "FATAL"), (b"V", "FATAL"), (b"C", "57P01"), (b"M", "terminating connection")
+    body = b"".join(kind + value.encode() + b"\0" for kind, value in fields) + b"\0"
+    return b"E" + struct.pack("!i", len(body) + 4) + body
+
+
+async def read_shutdown_notice_before_the_close(app: FastAPI) -> None:
+    """Feeds the pooled connection the server's shutdown notice without closing its socket.
+
+    That is the moment between reading a stopping server's last message and seeing it close
+    the socket: asyncpg's protocol is then stuck waiting for a ReadyForQuery that never comes,
+    yet the connection does not say it is closed.
+    """
+    async with app.state.database.engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        driver._protocol.data_received(shutdown_notice())
+        assert not driver.is_closed()
+
+
+async def test_a_capture_on_a_connection_the_server_is_closing_answers_503_then_reconnects(
+    app: FastAPI, client: AsyncClient, auth: dict[str, str]
+) -> None:
+    assert (await client.post(URL, json=purchase(email="a@example.com"))).status_code == 201
+    await read_shutdown_notice_before_the_close(app)
+
+    response = await client.post(URL, json=purchase(email="b@example.com"))
+
+    assert_problem(response, 503)
+    assert (await client.post(URL, json=purchase(email="c@example.com"))).status_code == 201
+    assert await stored_counts(client, auth) == (2, 2)
+
+
+async def test_a_keyed_capture_on_a_connection_the_server_is_closing_answers_503_then_reconnects(
+    app: FastAPI, client: AsyncClient, auth: dict[str, str]
+) -> None:
+    assert (await client.post(URL, json=purchase(email="a@example.com"))).status_code == 201
+    await read_shutdown_notice_before_the_close(app)
+
+    response = await client.post(
+        URL, json=purchase(email="b@example.com"), headers={"Idempotency-Key": "closing-1"}
+    )
+
+    assert_problem(response, 503)
+    retry = await client.post(
+        URL, json=purchase(email="b@example.com"), headers={"Idempotency-Key": "closing-1"}
+    )
+    assert retry.status_code == 201, retry.text
+    assert await stored_counts(client, auth) == (2, 2)
+
+
+async def test_a_capture_cancelled_mid_statement_leaves_no_busy_connection_in_the_pool(
+    app: FastAPI, client: AsyncClient, admin: asyncpg.Connection, auth: dict[str, str]
+) -> None:
+    assert (await client.post(URL, json=purchase(email="held@example.com"))).status_code == 201
+    async with admin.transaction():
+        await admin.execute("SELECT 1 FROM customer WHERE email = 'held@example.com' FOR UPDATE")
+        capture = asyncio.create_task(client.post(URL, json=purchase(email="held@example.com")))
+        await wait_for_lock_wait(admin)
+        capture.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await capture
+        # asyncpg asks the server to cancel the statement; wait until it has.
+        await wait_for_lock_wait(admin, waiting=False)
+
+    response = await client.post(URL, json=purchase(email="next@example.com"))
+
+    assert response.status_code == 201, response.text
     assert await stored_counts(client, auth) == (2, 2)
