@@ -25,7 +25,7 @@ from app.errors import install_error_handlers
 from app.log import configure_logging
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, EdgeMiddleware, is_sane_request_id
-from app.settings import Settings, get_settings
+from app.settings import Settings, describe_invalid, get_settings
 
 log = structlog.get_logger(__name__)
 
@@ -151,7 +151,7 @@ class _LazyApp:
                 if scope["type"] != "lifespan":
                     raise
                 await receive()  # lifespan.startup
-                await send({"type": "lifespan.startup.failed", "message": f"bad settings: {error}"})
+                await send({"type": "lifespan.startup.failed", "message": describe_invalid(error)})
                 return
         await self._app(scope, receive, send)
 

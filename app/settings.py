@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +59,19 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """What is wrong with the environment's settings, by variable, never with the values.
+
+    Pydantic's own message quotes the input, which for settings is every APP_* variable given:
+    the admin token and the database URL's password would end up in the logs.
+    """
+    reasons = []
+    for item in error.errors(include_url=False, include_input=False, include_context=False):
+        field = "_".join(str(part) for part in item["loc"])
+        reasons.append(f"APP_{field.upper()}: {item['msg']}" if field else item["msg"])
+    return "bad settings: " + "; ".join(reasons)
 
 
 @lru_cache

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.settings import PROJECT_ROOT, Settings
+from app.settings import PROJECT_ROOT, Settings, describe_invalid
 
 
 def test_default_database_is_a_sqlite_file_under_var(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,3 +90,25 @@ def test_server_in_production_without_a_token_exits_with_an_error(tmp_path: Path
 
     assert result.returncode != 0
     assert "APP_ADMIN_TOKEN" in result.stderr + result.stdout
+
+
+def test_bad_settings_are_named_by_variable_without_their_values() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(
+            environment="prod",
+            admin_token="hunter2-short",
+            database_url="postgresql+asyncpg://app:s3cret-pw@db/purchases",
+        )
+
+    said = describe_invalid(refused.value)
+
+    assert "APP_ADMIN_TOKEN" in said
+    assert "hunter2" not in said
+    assert "s3cret-pw" not in said
+
+
+def test_a_field_error_names_its_app_variable() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings.model_validate({"db_pool_size": 0})
+
+    assert describe_invalid(refused.value).startswith("bad settings: APP_DB_POOL_SIZE: ")
