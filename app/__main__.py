@@ -10,6 +10,10 @@ uvicorn's own command line, with two changes:
   `--http h11` gets the same bound (`--h11-max-incomplete-event-size`, refused with 400) unless
   that option is given too; `--http httptools` or `auto` has none (behind a proxy that bounds
   headers itself).
+- Settings are checked before uvicorn starts: bad ones exit with uvicorn's startup-failure
+  status 3 whatever the worker count. With `--workers` (the container's WEB_CONCURRENCY=2),
+  uvicorn's supervisor stops when a worker fails to start but then exits 0, which reads as a
+  clean stop to an orchestrator.
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ import sys
 from types import FrameType
 
 import uvicorn
+from pydantic import ValidationError
+from uvicorn.config import STARTUP_FAILURE
 
 from app.server import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
+from app.settings import Settings, describe_invalid
 
 HTTP_PROTOCOL = f"{BoundedHttpToolsProtocol.__module__}:{BoundedHttpToolsProtocol.__name__}"
 H11_LIMIT_OPTION = "--h11-max-incomplete-event-size"
@@ -51,7 +58,17 @@ def uvicorn_args(options: list[str]) -> list[str]:
     return ["app.main:app", *options]
 
 
+def check_settings() -> None:
+    """Exit 3 with the reason on stderr if the environment holds settings the app refuses."""
+    try:
+        Settings()
+    except ValidationError as error:
+        print(describe_invalid(error), file=sys.stderr)
+        sys.exit(STARTUP_FAILURE)
+
+
 def main() -> None:
+    check_settings()
     signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.main(args=uvicorn_args(sys.argv[1:]), prog_name="python -m app")
 

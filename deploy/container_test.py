@@ -700,7 +700,7 @@ def main() -> int:
                         "--name",
                         probe_name,
                         "-e",
-                        "WEB_CONCURRENCY=1",
+                        "WEB_CONCURRENCY=2",  # compose's default: uvicorn's worker supervisor
                         APP_IMAGE,
                     ],
                     check=False,
@@ -716,8 +716,11 @@ def main() -> int:
                     quiet=True,
                 )
             said = (refused.stdout + refused.stderr).decode(errors="replace")
-            if refused.returncode == 0 or "APP_ADMIN_TOKEN" not in said:
-                raise StepFailed(f"the image started without APP_ADMIN_TOKEN: {said[-1500:]}")
+            if refused.returncode != 3 or "APP_ADMIN_TOKEN" not in said:
+                raise StepFailed(
+                    f"the image did not refuse to start without APP_ADMIN_TOKEN (exit code"
+                    f" {refused.returncode}, 3 expected): {said[-1500:]}"
+                )
             print(f"    no token, no start (exit code {refused.returncode}, names APP_ADMIN_TOKEN)")
 
         with step("compose refuses to start without the required secrets"):

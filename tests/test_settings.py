@@ -92,6 +92,29 @@ def test_server_in_production_without_a_token_exits_with_an_error(tmp_path: Path
     assert "APP_ADMIN_TOKEN" in result.stderr + result.stdout
 
 
+def test_server_with_several_workers_exits_3_on_bad_settings(tmp_path: Path) -> None:
+    """uvicorn's --workers supervisor would exit 0 after its workers failed to start."""
+    env = {
+        **os.environ,
+        "APP_ENVIRONMENT": "prod",
+        "APP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}",
+    }
+    env.pop("APP_ADMIN_TOKEN", None)
+
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "--workers", "2", "--port", "0"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 3, result.stderr
+    assert "APP_ADMIN_TOKEN" in result.stderr
+
+
 def test_bad_settings_are_named_by_variable_without_their_values() -> None:
     with pytest.raises(ValidationError) as refused:
         Settings(
