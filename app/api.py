@@ -11,7 +11,7 @@ from starlette.convertors import StringConvertor, register_url_convertor
 
 from app import services
 from app.auth import require_admin
-from app.db import ConnectionDep, DatabaseDep
+from app.db import DatabaseDep, ReadConnectionDep
 from app.schemas import (
     BatchIn,
     BatchOut,
@@ -112,7 +112,7 @@ async def create_purchases(data: BatchIn, database: DatabaseDep) -> Response:
 
 @reads.get("/purchases", responses=_problems(401, 422, 503))
 async def list_purchases(
-    conn: ConnectionDep,
+    conn: ReadConnectionDep,
     customer_email: EmailFilter = None,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -124,14 +124,14 @@ async def list_purchases(
 
 @reads.get("/purchases/{purchase_id:not_batch}", responses=_problems(401, 404, 422, 503))
 async def get_purchase(
-    conn: ConnectionDep, purchase_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+    conn: ReadConnectionDep, purchase_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> PurchaseOut:
     return await services.get_purchase(conn, purchase_id=purchase_id)
 
 
 @reads.get("/customers", responses=_problems(401, 422, 503))
 async def list_customers(
-    conn: ConnectionDep,
+    conn: ReadConnectionDep,
     email: EmailFilter = None,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -141,7 +141,7 @@ async def list_customers(
 
 @reads.get("/customers/{customer_id}", responses=_problems(401, 404, 422, 503))
 async def get_customer(
-    conn: ConnectionDep, customer_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+    conn: ReadConnectionDep, customer_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> CustomerDetail:
     return await services.get_customer(conn, customer_id=customer_id)
 
@@ -152,6 +152,6 @@ async def healthz() -> Health:
 
 
 @ops.get("/readyz", summary="The database answers", responses=_problems(503))
-async def readyz(conn: ConnectionDep) -> Health:
+async def readyz(conn: ReadConnectionDep) -> Health:
     await conn.execute(text("SELECT 1"))
     return Health(status="ready")

@@ -53,12 +53,17 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+# Execution option of a connection whose transactions only read (`get_read_connection`).
+READ_ONLY = "app_read_only"
+
+
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     """Make concurrent writers queue on SQLite instead of failing.
 
-    Every transaction starts with BEGIN IMMEDIATE: a deferred transaction that reads first and
-    writes later must upgrade its lock, and two such upgrades deadlock ("database is locked")
-    no matter how long the busy timeout is.
+    A transaction that may write starts with BEGIN IMMEDIATE: a deferred transaction that reads
+    first and writes later must upgrade its lock, and two such upgrades deadlock ("database is
+    locked") no matter how long the busy timeout is. A read-only one starts deferred and, with
+    WAL, reads the last commit beside a writer instead of queueing for the write lock.
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -73,7 +78,8 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
 
 class Database:
@@ -104,16 +110,17 @@ async def get_database(request: Request) -> Database:
     return database
 
 
-async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
-    """One transaction per request: committed when the handler returns, rolled back if it raises.
+async def get_read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    """One read-only transaction per request, so a request's reads agree with each other.
 
-    Used with `scope="function"` so the commit finishes before the response is sent; a failed
-    commit then surfaces as an error instead of a success the database never saw. Core
-    connections, not ORM sessions: the service writes with set-based statements and needs no
-    identity map, and the ORM's bookkeeping was a fifth of the CPU of a capture.
+    Used with `scope="function"` so the transaction ends before the response is sent. Core
+    connections, not ORM sessions: the service needs no identity map, and the ORM's bookkeeping
+    was a fifth of the CPU of a capture. The writes open their own transactions (services.py).
     """
-    async with (await get_database(request)).connect() as connection, connection.begin():
-        yield connection
+    async with (await get_database(request)).connect() as connection:
+        await connection.execution_options(**{READ_ONLY: True})
+        async with connection.begin():
+            yield connection
 
 
 # What a lost server looks like from asyncpg: a dead socket, a closed connection, or a SQLSTATE
@@ -173,5 +180,5 @@ async def _driver(conn: AsyncConnection) -> asyncpg.Connection:
     return cast(asyncpg.Connection, (await conn.get_raw_connection()).driver_connection)
 
 
-ConnectionDep = Annotated[AsyncConnection, Depends(get_connection, scope="function")]
+ReadConnectionDep = Annotated[AsyncConnection, Depends(get_read_connection, scope="function")]
 DatabaseDep = Annotated[Database, Depends(get_database)]

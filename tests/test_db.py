@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -29,6 +32,34 @@ async def test_sqlite_connections_use_wal_and_a_busy_timeout(sqlite_settings: Se
 
     assert journal == "wal"
     assert timeout == sqlite_settings.sqlite_busy_timeout_ms
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """This module's tests that take `client` are about SQLite."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+
+
+async def test_sqlite_reads_are_not_queued_behind_a_writer(
+    client: AsyncClient, auth: dict[str, str], database_url: str
+) -> None:
+    """WAL lets a reader see the last commit while another connection writes; a read that
+    took the write lock would wait out the busy timeout and answer 503."""
+    assert (await client.post("/api/v1/purchases", json=purchase())).status_code == 201
+    writer = sqlite3.connect(database_url.removeprefix("sqlite+aiosqlite:///"))
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("DELETE FROM purchase")
+        started = time.monotonic()
+        response = await client.get("/api/v1/purchases", headers=auth)
+        took = time.monotonic() - started
+    finally:
+        writer.rollback()
+        writer.close()
+
+    assert response.status_code == 200, response.text
+    assert len(response.json()["items"]) == 1
+    assert took < 1.0, f"the read waited {took:.1f}s for the writer"
 
 
 @pytest.fixture
