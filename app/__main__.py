@@ -23,11 +23,10 @@ import sys
 from types import FrameType
 
 import uvicorn
-from pydantic import ValidationError
 from uvicorn.config import STARTUP_FAILURE
 
 from app.server import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
-from app.settings import Settings, describe_invalid
+from app.settings import InvalidSettings, Settings, describe_invalid
 
 HTTP_PROTOCOL = f"{BoundedHttpToolsProtocol.__module__}:{BoundedHttpToolsProtocol.__name__}"
 H11_LIMIT_OPTION = "--h11-max-incomplete-event-size"
@@ -62,7 +61,7 @@ def check_settings() -> None:
     """Exit 3 with the reason on stderr if the environment holds settings the app refuses."""
     try:
         Settings()
-    except ValidationError as error:
+    except InvalidSettings as error:
         print(describe_invalid(error), file=sys.stderr)
         sys.exit(STARTUP_FAILURE)
 

@@ -16,7 +16,6 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api import capture, ops, reads
@@ -25,7 +24,7 @@ from app.errors import install_error_handlers
 from app.log import configure_logging
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, EdgeMiddleware, is_sane_request_id
-from app.settings import Settings, describe_invalid, get_settings
+from app.settings import InvalidSettings, Settings, describe_invalid, get_settings
 
 log = structlog.get_logger(__name__)
 
@@ -147,7 +146,7 @@ class _LazyApp:
         if self._app is None:
             try:
                 self._app = create_app()
-            except ValidationError as error:
+            except InvalidSettings as error:
                 if scope["type"] != "lifespan":
                     raise
                 await receive()  # lifespan.startup

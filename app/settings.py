@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIN_TOKEN_LENGTH = 16
@@ -61,12 +61,19 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
-def describe_invalid(error: ValidationError) -> str:
+# What building Settings raises for a bad environment: a value that fails validation, or one
+# pydantic-settings cannot even parse (APP_CORS_ORIGINS that is not JSON).
+InvalidSettings = (ValidationError, SettingsError)
+
+
+def describe_invalid(error: ValidationError | SettingsError) -> str:
     """What is wrong with the environment's settings, by variable, never with the values.
 
     Pydantic's own message quotes the input, which for settings is every APP_* variable given:
     the admin token and the database URL's password would end up in the logs.
     """
+    if isinstance(error, SettingsError):
+        return f"bad settings: {error}"  # names the field and the source, not the value
     reasons = []
     for item in error.errors(include_url=False, include_input=False, include_context=False):
         field = "_".join(str(part) for part in item["loc"])

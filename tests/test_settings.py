@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from app.__main__ import check_settings
 from app.settings import PROJECT_ROOT, Settings, describe_invalid
 
 
@@ -135,3 +136,15 @@ def test_a_field_error_names_its_app_variable() -> None:
         Settings.model_validate({"db_pool_size": 0})
 
     assert describe_invalid(refused.value).startswith("bad settings: APP_DB_POOL_SIZE: ")
+
+
+def test_a_variable_that_cannot_be_parsed_exits_3_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("APP_CORS_ORIGINS", "not json [")
+
+    with pytest.raises(SystemExit) as exited:
+        check_settings()
+
+    assert exited.value.code == 3
+    assert "cors_origins" in capsys.readouterr().err
