@@ -12,11 +12,23 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from alembic import context
 from app import models  # noqa: F401  (registers the tables on Base.metadata)
 from app.db import Base
+from app.log import configure_logging
 from app.settings import Settings
 
 config = context.config
-if config.config_file_name is not None and config.attributes.get("configure_logger", True):
-    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+
+def _configure_logging() -> None:
+    """The service's JSON lines when APP_LOG_FORMAT=json (its container), else alembic.ini's."""
+    if os.environ.get("APP_LOG_FORMAT") == "json":
+        # Only the format: migrating must not need the service's other settings (its token).
+        configure_logging(Settings.model_construct(log_format="json", log_level="INFO"))
+    elif config.config_file_name is not None:
+        fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+
+if config.attributes.get("configure_logger", True):
+    _configure_logging()
 
 target_metadata = Base.metadata
 

@@ -587,21 +587,23 @@ def check_round_trip(stack: Stack, *, after_restart: bool = False) -> None:
         print("    the data survived the app restart")
 
 
-def check_json_logs(stack: Stack) -> None:
-    name = stack.container("app")
-    logs = run(["podman", "logs", name], capture=True, quiet=True)
-    lines = [ln for ln in logs.stdout.decode(errors="replace").splitlines() if ln.strip()]
+def check_json_logs(stack: Stack, service: str, *, stderr: bool = False) -> None:
+    """Every line `service` wrote to stdout (and to stderr too, if asked) is JSON."""
+    logs = run(["podman", "logs", stack.container(service)], capture=True, quiet=True)
+    said = logs.stdout + (logs.stderr if stderr else b"")
+    lines = [ln for ln in said.decode(errors="replace").splitlines() if ln.strip()]
     bad = []
     for line in lines:
         try:
             json.loads(line)
         except ValueError:
             bad.append(line)
-    print(f"    {len(lines)} stdout lines, {len(lines) - len(bad)} JSON")
+    streams = "stdout and stderr" if stderr else "stdout"
+    print(f"    {service}: {len(lines)} {streams} lines, {len(lines) - len(bad)} JSON")
     if not lines:
-        raise StepFailed("the app wrote nothing to stdout")
+        raise StepFailed(f"{service} wrote nothing to {streams}")
     if bad:
-        raise StepFailed("non-JSON log lines on stdout:\n" + "\n".join(bad[:10]))
+        raise StepFailed(f"non-JSON log lines from {service}:\n" + "\n".join(bad[:10]))
 
 
 # ---------------------------------------------------------------- the test
@@ -756,8 +758,9 @@ def main() -> int:
             stack.wait_healthy_and_ready()
             check_round_trip(stack, after_restart=True)
 
-        with step("logs: every stdout line of the app is JSON"):
-            check_json_logs(stack)
+        with step("logs: every stdout line of app and every line of migrate are JSON"):
+            check_json_logs(stack, "app")
+            check_json_logs(stack, "migrate", stderr=True)
 
         with step("graceful stop: SIGTERM, exit code 0 well within the grace period"):
             name = stack.container("app")

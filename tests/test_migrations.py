@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,3 +105,23 @@ def test_downgrade_to_base_removes_every_table(blank_database: str) -> None:
     command.downgrade(config, "base")
 
     assert _inspect(blank_database, _tables) == {"alembic_version"}
+
+
+def test_migrating_with_json_logs_writes_only_json_lines(blank_database: str) -> None:
+    """The container's migrate step logs like the service, for the same log collector."""
+    env = {**os.environ, "APP_LOG_FORMAT": "json", "APP_DATABASE_URL": blank_database}
+    env.pop("APP_ADMIN_TOKEN", None)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=PROJECT_ROOT,
+        env={**env, "APP_ENVIRONMENT": "prod"},  # and needs no token to migrate
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in (done.stdout + done.stderr).splitlines() if line]
+    assert any(event["event"].startswith("Running upgrade") for event in events), events
