@@ -7,11 +7,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIN_TOKEN_LENGTH = 16
+# The databases the repositories speak, with the async driver each needs.
+DATABASE_DRIVERS = ("postgresql+asyncpg", "sqlite+aiosqlite")
 
 
 class Environment(StrEnum):
@@ -42,6 +46,19 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser."
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, url: str) -> str:
+        """Refuse at startup what would fail at the first request (or, with several workers,
+        in each worker's startup). The message never quotes the URL: it may hold a password."""
+        try:
+            driver = make_url(url).drivername
+        except ArgumentError:
+            driver = ""
+        if driver not in DATABASE_DRIVERS:
+            raise ValueError(f"must be a {' or '.join(f'{d}://' for d in DATABASE_DRIVERS)} URL")
+        return url
 
     @model_validator(mode="after")
     def _production_needs_a_real_token(self) -> Self:
@@ -77,7 +94,8 @@ def describe_invalid(error: ValidationError | SettingsError) -> str:
     reasons = []
     for item in error.errors(include_url=False, include_input=False, include_context=False):
         field = "_".join(str(part) for part in item["loc"])
-        reasons.append(f"APP_{field.upper()}: {item['msg']}" if field else item["msg"])
+        reason = item["msg"].removeprefix("Value error, ")  # pydantic's prefix for our checks
+        reasons.append(f"APP_{field.upper()}: {reason}" if field else reason)
     return "bad settings: " + "; ".join(reasons)
 
 

@@ -148,3 +148,17 @@ def test_a_variable_that_cannot_be_parsed_exits_3_naming_it(
 
     assert exited.value.code == 3
     assert "cors_origins" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://app:s3cret-pw@db/purchases", "sqlite:///var/x.db", "not a url s3cret-pw"],
+)
+def test_a_database_url_without_a_supported_async_driver_is_refused(url: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(database_url=url)
+
+    said = describe_invalid(refused.value)
+    assert said.startswith("bad settings: APP_DATABASE_URL: ")
+    assert "postgresql+asyncpg://" in said
+    assert "s3cret-pw" not in said
