@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from app.errors import TRANSIENT_SQLSTATES, DatabaseUnavailable
+from app.errors import TRANSIENT_SQLSTATES, UNAVAILABLE_SQLSTATES, DatabaseUnavailable
 from app.metrics import Metrics, start_tally
 from app.settings import Settings
 
@@ -123,11 +123,6 @@ async def get_read_connection(request: Request) -> AsyncIterator[AsyncConnection
             yield connection
 
 
-# What a lost server looks like from asyncpg: a dead socket, a closed connection, or a SQLSTATE
-# of class 08 (connection exception), 57P0x (shutting down) or 53300 (too many connections).
-_LOST_SQLSTATES = ("08", "57P0", "53300")
-
-
 async def fetch_row_autocommit(
     conn: AsyncConnection, sql: str, *args: Any
 ) -> asyncpg.Record | None:
@@ -163,7 +158,7 @@ async def _autocommit(
     except asyncpg.PostgresError as error:
         if error.sqlstate in TRANSIENT_SQLSTATES:
             raise DatabaseUnavailable() from error
-        if not (error.sqlstate or "").startswith(_LOST_SQLSTATES):
+        if not (error.sqlstate or "").startswith(UNAVAILABLE_SQLSTATES):
             raise
         await conn.invalidate()
         raise DatabaseUnavailable() from error
