@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -40,6 +41,14 @@ async def admin(empty_database: str) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(dsn.render_as_string(hide_password=False))
     yield connection
     await connection.close()
+
+
+@asynccontextmanager
+async def row_locked(admin: asyncpg.Connection, email: str) -> AsyncIterator[None]:
+    """Holds the customer row of `email` locked (FOR UPDATE) until the block ends."""
+    async with admin.transaction():
+        await admin.execute("SELECT 1 FROM customer WHERE email = $1 FOR UPDATE", email)
+        yield
 
 
 async def terminate_others(admin: asyncpg.Connection, *, waiting_on_lock: bool = False) -> int:
@@ -90,8 +99,7 @@ async def test_a_connection_lost_mid_capture_answers_503_and_stores_nothing(
     client: AsyncClient, admin: asyncpg.Connection, auth: dict[str, str]
 ) -> None:
     assert (await client.post(URL, json=purchase(email="held@example.com"))).status_code == 201
-    async with admin.transaction():
-        await admin.execute("SELECT 1 FROM customer WHERE email = 'held@example.com' FOR UPDATE")
+    async with row_locked(admin, "held@example.com"):
         capture = asyncio.create_task(client.post(URL, json=purchase(email="held@example.com")))
         await terminate_once_waiting(admin)
         response = await capture
@@ -108,8 +116,7 @@ async def test_a_batch_lost_mid_statement_answers_503_and_stores_none_of_it(
     assert (await client.post(URL, json=purchase(email="held@example.com"))).status_code == 201
     batch = {"purchases": [purchase(email=f"b{n}@example.com") for n in range(5)]}
     batch["purchases"].append(purchase(email="held@example.com"))
-    async with admin.transaction():
-        await admin.execute("SELECT 1 FROM customer WHERE email = 'held@example.com' FOR UPDATE")
+    async with row_locked(admin, "held@example.com"):
         capture = asyncio.create_task(client.post(f"{URL}/batch", json=batch))
         await terminate_once_waiting(admin)
         response = await capture
@@ -124,8 +131,7 @@ async def test_a_batch_chosen_as_deadlock_victim_answers_503_and_stores_none_of_
     for email in ("a@example.com", "b@example.com"):
         assert (await client.post(URL, json=purchase(email=email))).status_code == 201
     batch = {"purchases": [purchase(email="a@example.com"), purchase(email="b@example.com")]}
-    async with admin.transaction():
-        await admin.execute("SELECT 1 FROM customer WHERE email = 'b@example.com' FOR UPDATE")
+    async with row_locked(admin, "b@example.com"):
         capture = asyncio.create_task(client.post(f"{URL}/batch", json=batch))
         await wait_for_lock_wait(admin)  # the batch holds a@ and waits for b@
         # Now wait for a@ too: the batch waited first, so its deadlock check runs first and
@@ -192,8 +198,7 @@ async def test_a_capture_cancelled_mid_statement_leaves_no_busy_connection_in_th
     app: FastAPI, client: AsyncClient, admin: asyncpg.Connection, auth: dict[str, str]
 ) -> None:
     assert (await client.post(URL, json=purchase(email="held@example.com"))).status_code == 201
-    async with admin.transaction():
-        await admin.execute("SELECT 1 FROM customer WHERE email = 'held@example.com' FOR UPDATE")
+    async with row_locked(admin, "held@example.com"):
         capture = asyncio.create_task(client.post(URL, json=purchase(email="held@example.com")))
         await wait_for_lock_wait(admin)
         capture.cancel()

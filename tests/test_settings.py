@@ -71,16 +71,18 @@ def test_development_logs_console_lines() -> None:
     assert Settings(environment="dev").log_format == "console"
 
 
-def test_server_in_production_without_a_token_exits_with_an_error(tmp_path: Path) -> None:
+def start_in_production_without_a_token(
+    tmp_path: Path, *command: str
+) -> subprocess.CompletedProcess[str]:
+    """Runs `python <command>` as production would, but with no APP_ADMIN_TOKEN."""
     env = {
         **os.environ,
         "APP_ENVIRONMENT": "prod",
         "APP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}",
     }
     env.pop("APP_ADMIN_TOKEN", None)
-
-    result = subprocess.run(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--port", "0"],
+    return subprocess.run(  # noqa: S603 - this interpreter, our own arguments
+        [sys.executable, *command],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,
@@ -89,27 +91,20 @@ def test_server_in_production_without_a_token_exits_with_an_error(tmp_path: Path
         check=False,
     )
 
+
+def test_server_in_production_without_a_token_exits_with_an_error(tmp_path: Path) -> None:
+    result = start_in_production_without_a_token(
+        tmp_path, "-m", "uvicorn", "app.main:app", "--port", "0"
+    )
+
     assert result.returncode != 0
     assert "APP_ADMIN_TOKEN" in result.stderr + result.stdout
 
 
 def test_server_with_several_workers_exits_3_on_bad_settings(tmp_path: Path) -> None:
     """uvicorn's --workers supervisor would exit 0 after its workers failed to start."""
-    env = {
-        **os.environ,
-        "APP_ENVIRONMENT": "prod",
-        "APP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}",
-    }
-    env.pop("APP_ADMIN_TOKEN", None)
-
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "--workers", "2", "--port", "0"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = start_in_production_without_a_token(
+        tmp_path, "-m", "app", "--workers", "2", "--port", "0"
     )
 
     assert result.returncode == 3, result.stderr
