@@ -10,11 +10,17 @@ import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from app.errors import TRANSIENT_SQLSTATES, UNAVAILABLE_SQLSTATES, DatabaseUnavailable
+from app.errors import (
+    TRANSIENT_SQLSTATES,
+    UNAVAILABLE_SQLSTATES,
+    DatabaseUnavailable,
+    OutcomeUnknown,
+)
 from app.metrics import Metrics, start_tally
 from app.settings import Settings
 
@@ -132,9 +138,9 @@ async def fetch_row_autocommit(
     it per connection) without SQLAlchemy's execution layer, which costs more CPU than the
     statement. SQLAlchemy still owns the pool. What SQLAlchemy would do on a lost connection is
     done here: a connection the server closed while it sat in the pool is replaced before use,
-    and one lost mid-statement is invalidated and answered with a 503 (the statement is atomic:
-    it committed whole or not at all). A deadlock or serialisation failure is a 503 too, as on
-    the SQLAlchemy path (app.errors).
+    and one lost mid-statement is invalidated. The statement is atomic, but its commit may have
+    happened before the connection went: that is `OutcomeUnknown`, not "nothing was stored". A
+    deadlock or serialisation failure rolled it back whole: a 503 as on the SQLAlchemy path.
     """
     return await _autocommit(conn, lambda driver: driver.fetchrow(sql, *args))
 
@@ -157,17 +163,41 @@ async def _autocommit(
         return await run(driver)
     except asyncpg.PostgresError as error:
         if error.sqlstate in TRANSIENT_SQLSTATES:
-            raise DatabaseUnavailable() from error
+            raise DatabaseUnavailable() from error  # rolled back whole by the server
         if not (error.sqlstate or "").startswith(UNAVAILABLE_SQLSTATES):
             raise
+        # The session ended once the statement was sent ("closed in the middle of operation",
+        # or the server's FATAL): it may have committed before the connection went.
+        await conn.invalidate()
+        raise OutcomeUnknown() from error
+    except (asyncpg.InterfaceError, asyncpg.InternalClientError) as error:
+        # Refused before anything was sent: the connection is closed, or asyncpg's protocol is
+        # in a state it cannot go on from. A server that shuts down sends each session a FATAL
+        # message and then closes the socket; a statement tried between the two fails so.
         await conn.invalidate()
         raise DatabaseUnavailable() from error
-    except (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError) as error:
-        # InternalClientError: asyncpg's protocol is in a state it cannot go on from. A server
-        # that shuts down sends each session a FATAL message and then closes the socket; a
-        # statement sent between reading the one and seeing the other fails this way.
+    except OSError as error:
         await conn.invalidate()
-        raise DatabaseUnavailable() from error
+        raise OutcomeUnknown() from error
+
+
+@asynccontextmanager
+async def write_transaction(conn: AsyncConnection) -> AsyncIterator[None]:
+    """`conn.begin()` for a transaction that writes: a COMMIT whose connection is lost may have
+    committed on the server, so that failure is `OutcomeUnknown`, not "nothing was stored".
+
+    A failure before the COMMIT, or one the server reported (a deferred constraint, a
+    serialisation failure), left nothing behind, and is raised as it is.
+    """
+    committing = False
+    try:
+        async with conn.begin():
+            yield
+            committing = True
+    except DBAPIError as error:
+        if committing and error.connection_invalidated:
+            raise OutcomeUnknown() from error
+        raise
 
 
 async def _driver(conn: AsyncConnection) -> asyncpg.Connection:

@@ -26,10 +26,11 @@ log = structlog.get_logger(__name__)
 
 
 class AppError(Exception):
-    """A failure the client can act on; subclasses fix the status and title."""
+    """A failure the client can act on; subclasses fix the status, title and problem type."""
 
     status: int = 400
     title: str = "Bad request"
+    type: str = "about:blank"
 
     def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
@@ -76,10 +77,32 @@ class DatabaseUnavailable(AppError):
         )
 
 
+# A tag URI (RFC 9457 section 3.1.1): a stable name for clients to compare, not a page to fetch.
+OUTCOME_UNKNOWN_TYPE = "tag:purchase-capture,2026:problems/outcome-unknown"
+
+
+class OutcomeUnknown(AppError):
+    """The connection was lost after a write may have committed: unlike `DatabaseUnavailable`
+    nothing can be promised, so a client must not retry without the same Idempotency-Key."""
+
+    status = 503
+    title = "Outcome unknown"
+    type = OUTCOME_UNKNOWN_TYPE
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The connection to the database was lost while the write was being committed: it "
+            "may or may not have been stored. Retry with the same Idempotency-Key, which "
+            "stores it at most once; a retry without one may store it twice.",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+
+
 def problem_response(
     status: int,
     detail: str,
     *,
+    problem_type: str = "about:blank",
     title: str | None = None,
     instance: str | None = None,
     errors: list[FieldError] | None = None,
@@ -87,7 +110,7 @@ def problem_response(
 ) -> JSONResponse:
     phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
     problem = Problem(
-        type="about:blank",
+        type=problem_type,
         title=title or phrase,
         status=status,
         detail=detail,
@@ -203,7 +226,12 @@ def _allowed_methods(request: Request) -> str:
 async def _on_app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     return problem_response(
-        exc.status, exc.detail, title=exc.title, instance=request.url.path, headers=exc.headers
+        exc.status,
+        exc.detail,
+        problem_type=exc.type,
+        title=exc.title,
+        instance=request.url.path,
+        headers=exc.headers,
     )
 
 

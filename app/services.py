@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.db import write_transaction
 from app.errors import IdempotencyKeyReused, InvalidCursor, NotFound
 from app.metrics import tally
 from app.repositories import (
@@ -189,7 +190,7 @@ async def capture_purchase(
     """
     if idempotency_key is None and conn.dialect.name == "postgresql":
         return Captured((await _store_autocommit(conn, data)).model_dump_json(), False)
-    async with conn.begin():
+    async with write_transaction(conn):
         return await _capture_in_transaction(conn, data, idempotency_key)
 
 
@@ -220,7 +221,7 @@ async def capture_batch(conn: AsyncConnection, *, data: BatchIn) -> BatchOut:
     statement, SQLite runs several in one transaction."""
     if conn.dialect.name == "postgresql":
         return await _store_many_autocommit(conn, data.purchases)
-    async with conn.begin():
+    async with write_transaction(conn):
         return await _store(conn, data.purchases)
 
 

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import make_url
 
+from app.errors import OUTCOME_UNKNOWN_TYPE
 from app.settings import Settings
 from tests.helpers import assert_problem, purchase, stored_counts
 
@@ -95,22 +96,24 @@ async def test_a_pooled_connection_the_server_closed_is_replaced_before_a_captur
     assert await stored_counts(client, auth) == (2, 2)
 
 
-async def test_a_connection_lost_mid_capture_answers_503_and_stores_nothing(
+async def test_a_connection_lost_mid_capture_answers_outcome_unknown(
     client: AsyncClient, admin: asyncpg.Connection, auth: dict[str, str]
 ) -> None:
+    """The service cannot tell a session ended mid-statement from one ended just after its
+    commit, so it does not promise "nothing was stored" (here nothing was)."""
     assert (await client.post(URL, json=purchase(email="held@example.com"))).status_code == 201
     async with row_locked(admin, "held@example.com"):
         capture = asyncio.create_task(client.post(URL, json=purchase(email="held@example.com")))
         await terminate_once_waiting(admin)
         response = await capture
 
-    assert_problem(response, 503)
+    assert assert_problem(response, 503)["type"] == OUTCOME_UNKNOWN_TYPE
     assert int(response.headers["retry-after"]) > 0
     assert await stored_counts(client, auth) == (1, 1)
     assert (await client.post(URL, json=purchase(email="held@example.com"))).status_code == 201
 
 
-async def test_a_batch_lost_mid_statement_answers_503_and_stores_none_of_it(
+async def test_a_batch_lost_mid_statement_answers_outcome_unknown_and_stores_none_of_it(
     client: AsyncClient, admin: asyncpg.Connection, auth: dict[str, str]
 ) -> None:
     assert (await client.post(URL, json=purchase(email="held@example.com"))).status_code == 201
@@ -121,7 +124,7 @@ async def test_a_batch_lost_mid_statement_answers_503_and_stores_none_of_it(
         await terminate_once_waiting(admin)
         response = await capture
 
-    assert_problem(response, 503)
+    assert assert_problem(response, 503)["type"] == OUTCOME_UNKNOWN_TYPE
     assert await stored_counts(client, auth) == (1, 1)
 
 
@@ -139,7 +142,7 @@ async def test_a_batch_chosen_as_deadlock_victim_answers_503_and_stores_none_of_
         await admin.execute("SELECT 1 FROM customer WHERE email = 'a@example.com' FOR UPDATE")
         response = await capture
 
-    assert_problem(response, 503)
+    assert assert_problem(response, 503)["type"] == "about:blank"  # rolled back: known
     assert await stored_counts(client, auth) == (2, 2)
 
 
@@ -171,7 +174,7 @@ async def test_a_capture_on_a_connection_the_server_is_closing_answers_503_then_
 
     response = await client.post(URL, json=purchase(email="b@example.com"))
 
-    assert_problem(response, 503)
+    assert assert_problem(response, 503)["type"] == "about:blank"  # refused before sending
     assert (await client.post(URL, json=purchase(email="c@example.com"))).status_code == 201
     assert await stored_counts(client, auth) == (2, 2)
 

@@ -1,0 +1,165 @@
+"""A write whose connection is lost after it may have committed answers 503 "outcome unknown"
+(never "nothing was stored"), and a retry with the same Idempotency-Key settles it: the stored
+answer if it committed, one new purchase if it did not. A proxy cuts the service's connection
+to PostgreSQL at the exact point of the wire protocol (tests/pgproxy.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from httpx import AsyncClient, Response
+from sqlalchemy import make_url
+
+from app.errors import OUTCOME_UNKNOWN_TYPE
+from app.settings import Settings
+from tests.helpers import assert_problem, purchase
+from tests.pgproxy import Cut, PgProxy
+
+pytestmark = pytest.mark.postgres
+
+URL = "/api/v1/purchases"
+BATCH_URL = "/api/v1/purchases/batch"
+
+
+@pytest.fixture
+def database_url(postgres_schema: str) -> str:
+    """These tests are about PostgreSQL only."""
+    return postgres_schema
+
+
+@pytest.fixture
+async def proxy(empty_database: str) -> AsyncIterator[PgProxy]:
+    url = make_url(empty_database)
+    async with PgProxy(url.host or "127.0.0.1", url.port or 5432) as running:
+        yield running
+
+
+@pytest.fixture
+def settings(settings: Settings, proxy: PgProxy) -> Settings:
+    """The service reaches PostgreSQL through the proxy, on one pooled connection."""
+    through_proxy = make_url(settings.database_url).set(host="127.0.0.1", port=proxy.port)
+    return settings.model_copy(
+        update={
+            "database_url": through_proxy.render_as_string(hide_password=False),
+            "db_pool_size": 1,
+        }
+    )
+
+
+@pytest.fixture
+async def rows(empty_database: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the test's own, around the proxy, to read what was stored."""
+    dsn = make_url(empty_database).set(drivername="postgresql")
+    connection = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    yield connection
+    await connection.close()
+
+
+async def stored_items(rows: asyncpg.Connection) -> list[str]:
+    return [row["item"] for row in await rows.fetch("SELECT item FROM purchase ORDER BY id")]
+
+
+def assert_outcome_unknown(response: Response) -> None:
+    problem = assert_problem(response, 503)
+    assert problem["type"] == OUTCOME_UNKNOWN_TYPE
+    assert "Idempotency-Key" in problem["detail"]
+    assert int(response.headers["retry-after"]) > 0
+
+
+async def warm_up(client: AsyncClient, **headers: str) -> None:
+    """A first capture on the pooled connection: asyncpg prepares its statements then, so the
+    armed proxy sees only the request under test."""
+    response = await client.post(URL, json=purchase(item="warm-up"), headers=headers)
+    assert response.status_code == 201, response.text
+
+
+async def test_a_capture_cut_off_after_its_commit_answers_outcome_unknown(
+    client: AsyncClient, proxy: PgProxy, rows: asyncpg.Connection
+) -> None:
+    await warm_up(client)
+    proxy.arm(Cut.AFTER_COMMIT)
+
+    response = await client.post(URL, json=purchase(item="cut"))
+
+    assert proxy.cuts == 1
+    assert_outcome_unknown(response)
+    assert await stored_items(rows) == ["warm-up", "cut"]
+
+
+async def test_a_batch_cut_off_after_its_commit_answers_outcome_unknown(
+    client: AsyncClient, proxy: PgProxy, rows: asyncpg.Connection
+) -> None:
+    batch: dict[str, Any] = {"purchases": [purchase(item=f"b{n}") for n in range(3)]}
+    assert (await client.post(BATCH_URL, json=batch)).status_code == 201
+    proxy.arm(Cut.AFTER_COMMIT)
+
+    response = await client.post(BATCH_URL, json=batch)
+
+    assert proxy.cuts == 1
+    assert_outcome_unknown(response)
+    assert await stored_items(rows) == ["b0", "b1", "b2"] * 2
+
+
+async def test_a_keyed_capture_cut_off_after_its_commit_is_replayed_by_its_retry(
+    client: AsyncClient, proxy: PgProxy, rows: asyncpg.Connection
+) -> None:
+    await warm_up(client, **{"Idempotency-Key": "warm-up"})
+    headers = {"Idempotency-Key": "cut-after-commit"}
+    proxy.arm(Cut.AFTER_COMMIT)
+
+    response = await client.post(URL, json=purchase(item="cut"), headers=headers)
+
+    assert proxy.cuts == 1
+    assert_outcome_unknown(response)
+    assert await stored_items(rows) == ["warm-up", "cut"]
+    retry = await client.post(URL, json=purchase(item="cut"), headers=headers)
+    assert retry.status_code == 201, retry.text
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert await stored_items(rows) == ["warm-up", "cut"]
+
+
+async def test_a_keyed_capture_whose_commit_is_lost_answers_outcome_unknown(
+    client: AsyncClient, proxy: PgProxy, rows: asyncpg.Connection
+) -> None:
+    await warm_up(client, **{"Idempotency-Key": "warm-up"})
+    headers = {"Idempotency-Key": "commit-lost"}
+    proxy.arm(Cut.AT_COMMIT)
+
+    response = await client.post(URL, json=purchase(item="lost"), headers=headers)
+
+    assert proxy.cuts == 1
+    assert_outcome_unknown(response)
+    assert await stored_items(rows) == ["warm-up"]
+    assert await rows.fetchval("SELECT count(*) FROM idempotency_key") == 1
+    retry = await client.post(URL, json=purchase(item="lost"), headers=headers)
+    assert retry.status_code == 201, retry.text
+    assert "idempotent-replayed" not in retry.headers
+    assert await stored_items(rows) == ["warm-up", "lost"]
+
+
+async def test_a_capture_that_failed_before_its_commit_keeps_nothing_was_stored(
+    client: AsyncClient, proxy: PgProxy, rows: asyncpg.Connection
+) -> None:
+    """A deadlock victim is rolled back whole: that outcome is known."""
+    await warm_up(client)
+    await rows.execute(
+        "CREATE FUNCTION fail_as_deadlock() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'simulated' USING ERRCODE = '40P01'; END $$"
+    )
+    await rows.execute(
+        "CREATE TRIGGER fail_as_deadlock BEFORE INSERT ON purchase FOR EACH ROW "
+        "EXECUTE FUNCTION fail_as_deadlock()"
+    )
+    try:
+        response = await client.post(URL, json=purchase(item="victim"))
+    finally:
+        await rows.execute("DROP TRIGGER fail_as_deadlock ON purchase")
+        await rows.execute("DROP FUNCTION fail_as_deadlock()")
+
+    problem = assert_problem(response, 503)
+    assert problem["type"] == "about:blank"
+    assert "nothing was stored" in problem["detail"]
+    assert await stored_items(rows) == ["warm-up"]
