@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import AfterValidator
 from sqlalchemy import text
 from starlette.convertors import StringConvertor, register_url_convertor
@@ -12,6 +12,7 @@ from starlette.convertors import StringConvertor, register_url_convertor
 from app import services
 from app.auth import require_admin
 from app.db import DatabaseDep, ReadConnectionDep
+from app.idempotency import Captured, RetryKey
 from app.schemas import (
     BatchIn,
     BatchOut,
@@ -24,6 +25,7 @@ from app.schemas import (
     PurchaseOut,
     PurchasePage,
 )
+from app.settings import Settings
 
 MAX_ID = 2**63 - 1
 
@@ -52,7 +54,10 @@ IdempotencyKey = Annotated[
         min_length=1,
         max_length=255,
         pattern=r"^[\x20-\x7e]+$",
-        description="Retry key: the same key with the same body replays the first response.",
+        description=(
+            "Retry key, best a random UUID: the same key with the same body replays the first "
+            "response (for 24 hours by default) and stores nothing again."
+        ),
     ),
 ]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
@@ -88,12 +93,16 @@ ops = APIRouter(tags=["operations"])
     summary="Capture a purchase; create or update its customer",
 )
 async def create_purchase(
-    data: PurchaseIn, database: DatabaseDep, idempotency_key: IdempotencyKey = None
+    request: Request,
+    data: PurchaseIn,
+    database: DatabaseDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     async with database.connect() as conn:
-        captured = await services.capture_purchase(conn, data=data, idempotency_key=idempotency_key)
-    headers = {"Idempotent-Replayed": "true"} if captured.replayed else None
-    return Response(captured.body, 201, headers=headers, media_type="application/json")
+        captured = await services.capture_purchase(
+            conn, data=data, idempotency_key=_retry_key(request, idempotency_key)
+        )
+    return _created(captured)
 
 
 @capture.post(
@@ -103,11 +112,27 @@ async def create_purchase(
     responses=_problems(400, 413, 415, 422, 503),
     summary="Capture up to 1000 purchases, all or nothing",
 )
-async def create_purchases(data: BatchIn, database: DatabaseDep) -> Response:
+async def create_purchases(
+    request: Request, data: BatchIn, database: DatabaseDep, idempotency_key: IdempotencyKey = None
+) -> Response:
     async with database.connect() as conn:
-        batch = await services.capture_batch(conn, data=data)
-    # Serialised here in one pass: FastAPI would validate the 1000 purchases again first.
-    return Response(batch.model_dump_json(), 201, media_type="application/json")
+        captured = await services.capture_batch(
+            conn, data=data, idempotency_key=_retry_key(request, idempotency_key)
+        )
+    # Serialised by the service in one pass: FastAPI would validate the 1000 purchases again.
+    return _created(captured)
+
+
+def _retry_key(request: Request, key: str | None) -> RetryKey | None:
+    if key is None:
+        return None
+    settings: Settings = request.app.state.settings
+    return RetryKey(key, ttl=settings.idempotency_key_ttl)
+
+
+def _created(captured: Captured) -> Response:
+    headers = {"Idempotent-Replayed": "true"} if captured.replayed else None
+    return Response(captured.body, 201, headers=headers, media_type="application/json")
 
 
 @reads.get("/purchases", responses=_problems(401, 422, 503))

@@ -3,6 +3,7 @@ except `app`, the instance uvicorn serves (`app.main:app`)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
 import secrets
@@ -21,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.api import capture, ops, reads
 from app.db import Database, create_engine
 from app.errors import install_error_handlers
+from app.idempotency import purge_periodically
 from app.log import configure_logging
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, EdgeMiddleware, is_sane_request_id
@@ -51,9 +53,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             database=engine.url.render_as_string(hide_password=True),
         )
         settle_garbage_collector()
+        purger = asyncio.create_task(
+            purge_periodically(
+                app.state.database,
+                ttl=settings.idempotency_key_ttl,
+                every=settings.idempotency_purge_interval_s,
+            )
+        )
         try:
             yield
         finally:
+            purger.cancel()
+            await asyncio.gather(purger, return_exceptions=True)
             await engine.dispose()
 
     # FastAPIOffline serves Swagger UI's assets itself: /docs works with no CDN reachable.

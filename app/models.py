@@ -11,6 +11,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.columns import BigIntId, Money, UTCDateTime
 from app.db import Base
 
+PUBLIC_SCOPE = "public"
+
 
 class Customer(Base):
     __tablename__ = "customer"
@@ -45,14 +47,22 @@ class Purchase(Base):
 
 class IdempotencyKey(Base):
     """A client's retry key with the response it was first given, kept in the purchase's
-    transaction so a crash can never keep one without the other."""
+    transaction so a crash can never keep one without the other.
+
+    A key belongs to a scope: the same key in two scopes is two keys. Until requests carry a
+    credential every key is in `PUBLIC_SCOPE`; an API key's id is what a scope will be then.
+    Keys are kept for a while (APP_IDEMPOTENCY_KEY_TTL_HOURS), then purged oldest first by
+    `created_at`, which is indexed so the purge never scans the table.
+    """
 
     __tablename__ = "idempotency_key"
 
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True, server_default=PUBLIC_SCOPE)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))
+    # The purchase a single capture stored (a batch's key has none: its body lists them).
     purchase_id: Mapped[int | None] = mapped_column(
         BigIntId, ForeignKey("purchase.id", ondelete="CASCADE")
     )
     response_body: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from collections.abc import Collection
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import write_transaction
-from app.errors import IdempotencyKeyReused, InvalidCursor, NotFound
+from app.errors import InvalidCursor, NotFound
+from app.idempotency import Captured, RetryKey, once, utcnow
 from app.metrics import tally
 from app.repositories import (
     CustomerRepository,
     CustomerRow,
-    IdempotencyRepository,
     NewPurchase,
     Order,
     PurchaseRepository,
@@ -36,18 +34,6 @@ from app.schemas import (
     PurchaseOut,
     PurchasePage,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Captured:
-    """A capture's response body, serialised once so a replay can return the same bytes."""
-
-    body: str
-    replayed: bool
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _customer_out(row: CustomerRow) -> CustomerOut:
@@ -181,7 +167,7 @@ async def _store_autocommit(conn: AsyncConnection, data: PurchaseIn) -> Captured
 
 
 async def capture_purchase(
-    conn: AsyncConnection, *, data: PurchaseIn, idempotency_key: str | None = None
+    conn: AsyncConnection, *, data: PurchaseIn, idempotency_key: RetryKey | None = None
 ) -> Captured:
     """Store one purchase and upsert its customer; with a key, at most once per key.
 
@@ -190,39 +176,34 @@ async def capture_purchase(
     """
     if idempotency_key is None and conn.dialect.name == "postgresql":
         return Captured((await _store_autocommit(conn, data)).model_dump_json(), False)
+
+    async def store() -> tuple[str, int]:
+        purchase = (await _store(conn, [data])).purchases[0]
+        return purchase.model_dump_json(), purchase.id
+
     async with write_transaction(conn):
-        return await _capture_in_transaction(conn, data, idempotency_key)
+        if idempotency_key is None:
+            return Captured((await store())[0], False)
+        return await once(conn, idempotency_key, request=data.model_dump_json(), store=store)
 
 
-async def _capture_in_transaction(
-    conn: AsyncConnection, data: PurchaseIn, idempotency_key: str | None
+async def capture_batch(
+    conn: AsyncConnection, *, data: BatchIn, idempotency_key: RetryKey | None = None
 ) -> Captured:
-    if idempotency_key is None:
-        return Captured((await _store(conn, [data])).purchases[0].model_dump_json(), False)
+    """All of the batch or nothing; with a key, at most once per key. `conn` has no
+    transaction yet: without a key PostgreSQL needs only one statement, every other case runs
+    several in one transaction."""
+    if idempotency_key is None and conn.dialect.name == "postgresql":
+        batch = await _store_many_autocommit(conn, data.purchases)
+        return Captured(batch.model_dump_json(), False)
 
-    request_hash = hashlib.sha256(data.model_dump_json().encode()).hexdigest()
-    keys = IdempotencyRepository(conn)
-    if not await keys.claim(key=idempotency_key, request_hash=request_hash, now=utcnow()):
-        stored_hash, stored_body = await keys.stored(idempotency_key)
-        if stored_hash != request_hash or stored_body is None:
-            raise IdempotencyKeyReused(
-                "This Idempotency-Key was already used with a different request body."
-            )
-        return Captured(stored_body, True)
+    async def store() -> tuple[str, None]:
+        return (await _store(conn, data.purchases)).model_dump_json(), None
 
-    purchase = (await _store(conn, [data])).purchases[0]
-    body = purchase.model_dump_json()
-    await keys.complete(key=idempotency_key, purchase_id=purchase.id, response_body=body)
-    return Captured(body, False)
-
-
-async def capture_batch(conn: AsyncConnection, *, data: BatchIn) -> BatchOut:
-    """All of the batch or nothing. `conn` has no transaction yet: PostgreSQL needs only one
-    statement, SQLite runs several in one transaction."""
-    if conn.dialect.name == "postgresql":
-        return await _store_many_autocommit(conn, data.purchases)
     async with write_transaction(conn):
-        return await _store(conn, data.purchases)
+        if idempotency_key is None:
+            return Captured((await store())[0], False)
+        return await once(conn, idempotency_key, request=data.model_dump_json(), store=store)
 
 
 async def _store_many_autocommit(conn: AsyncConnection, purchases: list[PurchaseIn]) -> BatchOut:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -43,6 +44,10 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=5.0, gt=0)
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # How long a retry with the same Idempotency-Key replays the first answer (Stripe: 24 h),
+    # and how often each process deletes the keys older than that.
+    idempotency_key_ttl_hours: float = Field(default=24.0, gt=0)
+    idempotency_purge_interval_s: float = Field(default=300.0, gt=0)
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser."
     )
@@ -72,6 +77,10 @@ class Settings(BaseSettings):
                     "characters when APP_ENVIRONMENT=prod"
                 )
         return self
+
+    @property
+    def idempotency_key_ttl(self) -> timedelta:
+        return timedelta(hours=self.idempotency_key_ttl_hours)
 
     @property
     def is_sqlite(self) -> bool:

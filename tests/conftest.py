@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.db import Base
 from app.main import create_app
@@ -85,6 +85,14 @@ async def empty_database(database_url: str) -> str:
             await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     await engine.dispose()
     return database_url
+
+
+@pytest.fixture
+async def db_engine(empty_database: str) -> AsyncIterator[AsyncEngine]:
+    """The test's database, to read back what the API stored (and to age rows), around it."""
+    engine = create_async_engine(empty_database)
+    yield engine
+    await engine.dispose()
 
 
 @pytest.fixture

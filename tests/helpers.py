@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from httpx import AsyncClient, Response
+from sqlalchemy import Executable, RowMapping, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.models import Customer, Purchase
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -58,3 +62,19 @@ async def _count(client: AsyncClient, path: str, auth: dict[str, str]) -> int:
         cursor = page["next_cursor"]
         if cursor is None:
             return total
+
+
+async def read_rows(engine: AsyncEngine, query: Executable) -> list[RowMapping]:
+    """Rows straight from the test's database, typed by the models' columns."""
+    async with engine.connect() as connection:
+        return list((await connection.execute(query)).mappings())
+
+
+async def stored_purchases(engine: AsyncEngine) -> list[RowMapping]:
+    """Every purchase row with its customer's email and name, oldest first."""
+    return await read_rows(
+        engine,
+        select(Purchase.__table__, Customer.email, Customer.name)
+        .join(Customer, Customer.id == Purchase.customer_id)
+        .order_by(Purchase.id),
+    )

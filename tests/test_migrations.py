@@ -17,7 +17,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, inspect, make_url
+from sqlalchemy import Connection, inspect, make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import command
@@ -125,3 +125,32 @@ def test_migrating_with_json_logs_writes_only_json_lines(blank_database: str) ->
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in (done.stdout + done.stderr).splitlines() if line]
     assert any(event["event"].startswith("Running upgrade") for event in events), events
+
+
+def test_upgrading_keeps_stored_idempotency_keys_in_the_public_scope(
+    blank_database: str,
+) -> None:
+    config = alembic_config(blank_database)
+    command.upgrade(config, "efa5c7360353")
+    _inspect(blank_database, _insert_key_before_scopes)
+
+    command.upgrade(config, "head")
+
+    rows = _inspect(blank_database, _keys)
+    assert rows == [("public", "order-42", "h" * 64)]
+
+
+def _insert_key_before_scopes(connection: Connection) -> None:
+    connection.execute(
+        text(
+            "INSERT INTO idempotency_key (key, request_hash, created_at) "
+            "VALUES ('order-42', :hash, CURRENT_TIMESTAMP)"
+        ),
+        {"hash": "h" * 64},
+    )
+    connection.commit()
+
+
+def _keys(connection: Connection) -> list[tuple[str, str, str]]:
+    rows = connection.execute(text("SELECT scope, key, request_hash FROM idempotency_key"))
+    return [tuple(row) for row in rows]

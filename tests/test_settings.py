@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,16 @@ def test_settings_are_read_from_app_prefixed_variables(monkeypatch: pytest.Monke
 
     assert (settings.log_format, settings.log_level) == ("json", "WARNING")
     assert settings.database_url == "postgresql+asyncpg://u@db/x"
+
+
+def test_idempotency_keys_are_kept_24_hours_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("APP_IDEMPOTENCY_KEY_TTL_HOURS", raising=False)
+    assert Settings().idempotency_key_ttl == timedelta(hours=24)
+
+    monkeypatch.setenv("APP_IDEMPOTENCY_KEY_TTL_HOURS", "1.5")
+    assert Settings().idempotency_key_ttl == timedelta(minutes=90)
 
 
 def test_production_without_a_token_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -140,6 +140,27 @@ async def test_a_keyed_capture_whose_commit_is_lost_answers_outcome_unknown(
     assert await stored_items(rows) == ["warm-up", "lost"]
 
 
+async def test_a_keyed_batch_whose_commit_is_lost_is_stored_once_by_its_retry(
+    client: AsyncClient, proxy: PgProxy, rows: asyncpg.Connection
+) -> None:
+    await warm_up(client, **{"Idempotency-Key": "warm-up"})
+    batch = {"purchases": [purchase(item=f"b{n}") for n in range(3)]}
+    headers = {"Idempotency-Key": "batch-commit-lost"}
+    proxy.arm(Cut.AT_COMMIT)
+
+    response = await client.post(BATCH_URL, json=batch, headers=headers)
+
+    assert proxy.cuts == 1
+    assert_outcome_unknown(response)
+    assert await stored_items(rows) == ["warm-up"]
+    retry = await client.post(BATCH_URL, json=batch, headers=headers)
+    assert retry.status_code == 201, retry.text
+    again = await client.post(BATCH_URL, json=batch, headers=headers)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.content == retry.content
+    assert await stored_items(rows) == ["warm-up", "b0", "b1", "b2"]
+
+
 async def test_a_capture_that_failed_before_its_commit_keeps_nothing_was_stored(
     client: AsyncClient, proxy: PgProxy, rows: asyncpg.Connection
 ) -> None:
