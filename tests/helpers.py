@@ -78,3 +78,8 @@ async def stored_purchases(engine: AsyncEngine) -> list[RowMapping]:
         .join(Customer, Customer.id == Purchase.customer_id)
         .order_by(Purchase.id),
     )
+
+
+async def stored_customers(engine: AsyncEngine) -> list[RowMapping]:
+    """Every customer row, oldest first."""
+    return await read_rows(engine, select(Customer.__table__).order_by(Customer.id))

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
+import pytest
 from httpx import AsyncClient
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.helpers import assert_problem, purchase, stored_counts
+from app.models import IdempotencyKey
+from tests.helpers import (
+    assert_problem,
+    purchase,
+    read_rows,
+    stored_counts,
+    stored_customers,
+    stored_purchases,
+)
 
 URL = "/api/v1/purchases/batch"
 
@@ -42,7 +54,7 @@ async def test_batch_reads_back_like_single_purchases(
 
 
 async def test_repeated_email_in_a_batch_is_one_customer_named_by_its_last_occurrence(
-    client: AsyncClient, auth: dict[str, str]
+    client: AsyncClient, db_engine: AsyncEngine
 ) -> None:
     batch = [
         purchase(email="tim@example.com", name="Tim"),
@@ -56,7 +68,12 @@ async def test_repeated_email_in_a_batch_is_one_customer_named_by_its_last_occur
     assert len({p["customer"]["id"] for p in tims}) == 1
     assert {p["customer"]["name"] for p in tims} == {"Timothy"}
     assert body["customers_created"] == 2
-    assert await stored_counts(client, auth) == (2, 3)
+    customers = await stored_customers(db_engine)
+    assert {c["email"]: c["name"] for c in customers} == {
+        "tim@example.com": "Timothy",
+        "sue@example.com": "Sue",
+    }
+    assert len(await stored_purchases(db_engine)) == 3
 
 
 async def test_batch_counts_known_customers_as_updated(client: AsyncClient) -> None:
@@ -69,7 +86,7 @@ async def test_batch_counts_known_customers_as_updated(client: AsyncClient) -> N
     assert [p["customer_created"] for p in body["purchases"]] == [False, True]
 
 
-async def test_one_bad_purchase_refuses_the_whole_batch(
+async def test_one_invalid_purchase_refuses_the_whole_batch_before_any_sql(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
     batch = [purchase(email="a@example.com"), purchase(quantity=0), purchase()]
@@ -115,3 +132,66 @@ async def test_concurrent_batches_sharing_customers_all_succeed(
 
     assert [r.status_code for r in responses] == [201] * 6
     assert await stored_counts(client, auth) == (200, 1200)
+
+
+@pytest.fixture
+async def poisoned(db_engine: AsyncEngine) -> AsyncIterator[None]:
+    """A trigger that makes the database refuse any purchase of the item "poison", so a batch
+    fails inside its SQL, after its customers and earlier purchases were written."""
+    postgres = db_engine.dialect.name == "postgresql"
+    async with db_engine.begin() as connection:
+        if postgres:
+            await connection.execute(
+                text(
+                    "CREATE FUNCTION reject_poison() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'poison'; END $$"
+                )
+            )
+            await connection.execute(
+                text(
+                    "CREATE TRIGGER reject_poison BEFORE INSERT ON purchase FOR EACH ROW "
+                    "WHEN (NEW.item = 'poison') EXECUTE FUNCTION reject_poison()"
+                )
+            )
+        else:
+            await connection.execute(
+                text(
+                    "CREATE TRIGGER reject_poison BEFORE INSERT ON purchase "
+                    "WHEN NEW.item = 'poison' BEGIN SELECT RAISE(ABORT, 'poison'); END"
+                )
+            )
+    try:
+        yield
+    finally:
+        async with db_engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "DROP TRIGGER reject_poison ON purchase"
+                    if postgres
+                    else "DROP TRIGGER reject_poison"
+                )
+            )
+            if postgres:
+                await connection.execute(text("DROP FUNCTION reject_poison()"))
+
+
+@pytest.mark.parametrize("key", [None, "batch-1"], ids=["without-key", "with-key"])
+@pytest.mark.usefixtures("poisoned")
+async def test_a_batch_failing_inside_the_database_stores_none_of_it(
+    client: AsyncClient, db_engine: AsyncEngine, key: str | None
+) -> None:
+    await client.post("/api/v1/purchases", json=purchase(email="tim@example.com", name="Tim"))
+    batch = [
+        purchase(email="new@example.com"),
+        purchase(email="tim@example.com", name="Renamed"),
+        purchase(email="other@example.com", item="poison"),
+    ]
+    headers = {"Idempotency-Key": key} if key else {}
+
+    response = await client.post(URL, json={"purchases": batch}, headers=headers)
+
+    assert_problem(response, 500)
+    customers = await stored_customers(db_engine)
+    assert [(c["email"], c["name"]) for c in customers] == [("tim@example.com", "Tim")]
+    assert [p["item"] for p in await stored_purchases(db_engine)] == ["book"]
+    assert await read_rows(db_engine, select(IdempotencyKey.key)) == []

@@ -9,13 +9,20 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.main import create_app
+from app.models import IdempotencyKey
 from app.settings import Settings
 from tests.conftest import ADMIN_TOKEN
-from tests.helpers import assert_problem, purchase, stored_counts
+from tests.helpers import (
+    assert_problem,
+    purchase,
+    read_rows,
+    stored_customers,
+    stored_purchases,
+)
 
 
 @pytest.fixture
@@ -89,11 +96,27 @@ async def failing_commit_app(postgres_schema: str) -> AsyncIterator[FastAPI]:
 
 
 @pytest.mark.postgres
-async def test_failed_commit_is_an_error_not_a_success(failing_commit_app: FastAPI) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [
+        # With a key the capture is a transaction: its statements succeed, its COMMIT fails.
+        pytest.param({"Idempotency-Key": "commit-fails"}, id="commit"),
+        # Without one it is one self-committing statement, failing at its implicit commit.
+        pytest.param({}, id="one-statement"),
+    ],
+)
+async def test_failed_commit_is_an_error_not_a_success(
+    failing_commit_app: FastAPI, postgres_schema: str, headers: dict[str, str]
+) -> None:
     transport = ASGITransport(app=failing_commit_app)
     async with AsyncClient(transport=transport, base_url="http://testserver") as client:
-        response = await client.post("/api/v1/purchases", json=purchase())
-        counts = await stored_counts(client, {"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        response = await client.post("/api/v1/purchases", json=purchase(), headers=headers)
 
     assert_problem(response, 500)
-    assert counts == (0, 0)
+    engine = create_async_engine(postgres_schema)
+    try:
+        assert await stored_purchases(engine) == []
+        assert await stored_customers(engine) == []
+        assert await read_rows(engine, select(IdempotencyKey.key)) == []
+    finally:
+        await engine.dispose()
