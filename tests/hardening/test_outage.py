@@ -4,7 +4,8 @@ A PostgreSQL cluster of the test's own is stopped under a real uvicorn process w
 keep capturing purchases, then started again. While it is down writes answer 503 problem+json
 with Retry-After, /readyz answers 503 and /healthz 200; once it is back the same process (no
 restart) is ready again by itself; and no request left anything half-written: every purchase the
-clients were told about exists, and a retry with the same Idempotency-Key completes the rest.
+clients were told about exists once, a 503 that says nothing was stored stored nothing (an
+"outcome unknown" one at most once), and a retry with the same Idempotency-Key completes the rest.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import asyncpg
 import httpx
 import pytest
 
+from app.errors import OUTCOME_UNKNOWN_TYPE
+
 from .conftest import Serve
 from .postgres import PgCluster, asyncpg_dsn, create_database
 
@@ -31,6 +34,7 @@ CLIENTS = 6
 # its close of the socket (the window that once answered 500).
 KEYLESS_CLIENTS = 4
 RECOVERY_TIMEOUT_S = 30.0
+NOTHING_STORED = "about:blank"  # the problem type of a 503 that stored nothing
 
 
 @dataclass
@@ -57,25 +61,34 @@ class Traffic:
 @dataclass
 class KeylessTraffic:
     """Captures sent without an Idempotency-Key: on PostgreSQL each is one self-committing
-    statement sent straight to asyncpg, the path that must reconnect by itself too."""
+    statement sent straight to asyncpg, the path that must reconnect by itself too. Each has an
+    item of its own, the name its row is found by."""
 
-    answers: list[tuple[float, int, httpx.Headers, str]] = field(default_factory=list)
+    answers: dict[str, tuple[float, int, httpx.Headers, str]] = field(default_factory=dict)
     running: bool = True
 
-
-async def keyless_loop(http: httpx.AsyncClient, traffic: KeylessTraffic) -> None:
-    n = 0
-    while traffic.running:
-        n += 1
-        body = body_for(n, 0)
-        body["customer"]["email"] = f"keyless{n % 5}@example.com"
+    async def send(self, http: httpx.AsyncClient, item: str) -> httpx.Response:
+        body = body_for(len(self.answers), 0)
+        body["customer"]["email"] = f"keyless{len(self.answers) % 5}@example.com"
+        body["item"] = item
         try:
             response = await http.post(URL, json=body)
         except httpx.TransportError as error:
             raise AssertionError(f"the service dropped a request: {error!r}") from error
-        traffic.answers.append(
-            (time.monotonic(), response.status_code, response.headers, response.text)
+        self.answers[item] = (
+            time.monotonic(),
+            response.status_code,
+            response.headers,
+            response.text,
         )
+        return response
+
+
+async def keyless_loop(http: httpx.AsyncClient, traffic: KeylessTraffic, loop: int) -> None:
+    n = 0
+    while traffic.running:
+        n += 1
+        await traffic.send(http, f"keyless {loop}-{n}")
         await asyncio.sleep(0.01)
 
 
@@ -105,13 +118,16 @@ async def client_loop(http: httpx.AsyncClient, traffic: Traffic, client: int) ->
         await asyncio.sleep(0.01)
 
 
-def assert_unavailable_problem(response: httpx.Response) -> None:
+def assert_unavailable_problem(response: httpx.Response) -> str:
+    """The 503 problem's type: nothing stored (about:blank), or the outcome unknown."""
     assert response.status_code == 503, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert int(response.headers["retry-after"]) > 0
     problem = response.json()
     assert problem["status"] == 503
+    assert problem["type"] in (NOTHING_STORED, OUTCOME_UNKNOWN_TYPE), problem
     assert "Traceback" not in response.text
+    return str(problem["type"])
 
 
 async def wait_for_status(http: httpx.AsyncClient, path: str, status: int, within: float) -> None:
@@ -138,7 +154,9 @@ async def test_database_outage_mid_traffic_then_recovery_without_restart(
 
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         loops = [asyncio.create_task(client_loop(http, traffic, c)) for c in range(CLIENTS)]
-        loops += [asyncio.create_task(keyless_loop(http, keyless)) for _ in range(KEYLESS_CLIENTS)]
+        loops += [
+            asyncio.create_task(keyless_loop(http, keyless, n)) for n in range(KEYLESS_CLIENTS)
+        ]
         try:
             await asyncio.sleep(1.0)
             healthy = traffic.statuses()
@@ -149,8 +167,8 @@ async def test_database_outage_mid_traffic_then_recovery_without_restart(
             stopped_at = time.monotonic()
             await asyncio.sleep(2.0)
 
-            during = await http.post(URL, json=body_for(0, 99))
-            assert_unavailable_problem(during)
+            during = await keyless.send(http, "during the outage")
+            assert assert_unavailable_problem(during) == NOTHING_STORED
             assert_unavailable_problem(await http.get("/readyz"))
             health = await http.get("/healthz")
             assert health.status_code == 200, health.text
@@ -187,14 +205,13 @@ async def test_database_outage_mid_traffic_then_recovery_without_restart(
         assert late, "no traffic after the recovery"
         assert set(late) == {201}, f"still failing after /readyz said ready: {late}"
 
-        keyless_statuses = {status for _, status, _, _ in keyless.answers}
+        keyless_statuses = {status for _, status, _, _ in keyless.answers.values()}
         assert keyless_statuses == {201, 503}, (
             f"{keyless_statuses}\n{server_errors(server.log_text())}"
         )
-        for _, status, headers, text in keyless.answers:
-            if status == 503:
-                assert_unavailable_problem(httpx.Response(503, headers=headers, text=text))
-        keyless_late = {status for at, status, _, _ in keyless.answers if at > recovered_at + 0.5}
+        keyless_late = {
+            status for at, status, _, _ in keyless.answers.values() if at > recovered_at + 0.5
+        }
         assert keyless_late == {201}, f"key-less captures failing after recovery: {keyless_late}"
 
         # The clients retry what failed, with the same keys: all of it completes, once.
@@ -238,9 +255,14 @@ async def assert_nothing_half_written(
             " WHERE NOT EXISTS (SELECT 1 FROM purchase p WHERE p.customer_id = c.id)"
         )
         stored_ids = {row["id"] for row in await connection.fetch("SELECT id FROM purchase")}
+        keyless_rows = await connection.fetch(
+            "SELECT p.id, p.item FROM purchase p JOIN customer c ON c.id = p.customer_id"
+            " WHERE c.email LIKE 'keyless%'"
+        )
     finally:
         await connection.close()
 
+    assert_keyless_stored_as_answered(keyless, keyless_rows)
     assert lonely_customers == 0, "a customer was stored without the purchase that made it"
     incomplete = [
         row["key"] for row in keys if row["purchase_id"] is None or not row["response_body"]
@@ -250,8 +272,27 @@ async def assert_nothing_half_written(
     assert purchases == len(traffic.answers), "a request was stored twice, or not at all"
     told = {
         httpx.Response(201, text=text).json()["id"]
-        for answers in [*traffic.answers.values(), keyless.answers]
+        for answers in traffic.answers.values()
         for _, status, _, text in answers
         if status == 201
     }
     assert told <= stored_ids, f"201s for purchases that are not stored: {told - stored_ids}"
+
+
+def assert_keyless_stored_as_answered(keyless: KeylessTraffic, rows: list[asyncpg.Record]) -> None:
+    """Exactly once for a 201 (the id it gave), never for a 503 that said nothing was stored,
+    at most once for one whose outcome was unknown."""
+    stored: dict[str, list[int]] = {}
+    for row in rows:
+        stored.setdefault(row["item"], []).append(row["id"])
+    assert set(stored) <= set(keyless.answers), "a key-less purchase nobody sent"
+    for item, (_, status, headers, text) in keyless.answers.items():
+        ids = stored.get(item, [])
+        if status == 201:
+            assert ids == [httpx.Response(201, text=text).json()["id"]], (item, ids)
+        elif assert_unavailable_problem(httpx.Response(503, headers=headers, text=text)) == (
+            NOTHING_STORED
+        ):
+            assert ids == [], f"{item}: a 503 said nothing was stored, yet it was"
+        else:
+            assert len(ids) <= 1, (item, ids)
