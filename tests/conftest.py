@@ -96,6 +96,15 @@ async def db_engine(empty_database: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
+async def admin(empty_database: str) -> AsyncIterator[asyncpg.Connection]:
+    """PostgreSQL only: a connection of the test's own to the service's database, around it."""
+    dsn = make_url(empty_database).set(drivername="postgresql")
+    connection = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
 def settings(empty_database: str) -> Settings:
     return Settings(
         environment="test",

@@ -12,7 +12,6 @@ import asyncpg
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlalchemy import make_url
 
 from app.errors import OUTCOME_UNKNOWN_TYPE
 from app.settings import Settings
@@ -33,15 +32,6 @@ def database_url(postgres_schema: str) -> str:
 def settings(settings: Settings) -> Settings:
     """One pooled connection, so every request of a test reuses the same one."""
     return settings.model_copy(update={"db_pool_size": 1})
-
-
-@pytest.fixture
-async def admin(empty_database: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection of the test's own to the service's database."""
-    dsn = make_url(empty_database).set(drivername="postgresql")
-    connection = await asyncpg.connect(dsn.render_as_string(hide_password=False))
-    yield connection
-    await connection.close()
 
 
 @asynccontextmanager

@@ -49,17 +49,9 @@ def settings(settings: Settings, proxy: PgProxy) -> Settings:
     )
 
 
-@pytest.fixture
-async def rows(empty_database: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection of the test's own, around the proxy, to read what was stored."""
-    dsn = make_url(empty_database).set(drivername="postgresql")
-    connection = await asyncpg.connect(dsn.render_as_string(hide_password=False))
-    yield connection
-    await connection.close()
-
-
-async def stored_items(rows: asyncpg.Connection) -> list[str]:
-    return [row["item"] for row in await rows.fetch("SELECT item FROM purchase ORDER BY id")]
+async def stored_items(admin: asyncpg.Connection) -> list[str]:
+    """What is stored, read around the proxy."""
+    return [row["item"] for row in await admin.fetch("SELECT item FROM purchase ORDER BY id")]
 
 
 def assert_outcome_unknown(response: Response) -> None:
@@ -77,7 +69,7 @@ async def warm_up(client: AsyncClient, **headers: str) -> None:
 
 
 async def test_a_capture_cut_off_after_its_commit_answers_outcome_unknown(
-    client: AsyncClient, proxy: PgProxy, rows: asyncpg.Connection
+    client: AsyncClient, proxy: PgProxy, admin: asyncpg.Connection
 ) -> None:
     await warm_up(client)
     proxy.arm(Cut.AFTER_COMMIT)
@@ -86,11 +78,11 @@ async def test_a_capture_cut_off_after_its_commit_answers_outcome_unknown(
 
     assert proxy.cuts == 1
     assert_outcome_unknown(response)
-    assert await stored_items(rows) == ["warm-up", "cut"]
+    assert await stored_items(admin) == ["warm-up", "cut"]
 
 
 async def test_a_batch_cut_off_after_its_commit_answers_outcome_unknown(
-    client: AsyncClient, proxy: PgProxy, rows: asyncpg.Connection
+    client: AsyncClient, proxy: PgProxy, admin: asyncpg.Connection
 ) -> None:
     batch: dict[str, Any] = {"purchases": [purchase(item=f"b{n}") for n in range(3)]}
     assert (await client.post(BATCH_URL, json=batch)).status_code == 201
@@ -100,48 +92,39 @@ async def test_a_batch_cut_off_after_its_commit_answers_outcome_unknown(
 
     assert proxy.cuts == 1
     assert_outcome_unknown(response)
-    assert await stored_items(rows) == ["b0", "b1", "b2"] * 2
+    assert await stored_items(admin) == ["b0", "b1", "b2"] * 2
 
 
-async def test_a_keyed_capture_cut_off_after_its_commit_is_replayed_by_its_retry(
-    client: AsyncClient, proxy: PgProxy, rows: asyncpg.Connection
+@pytest.mark.parametrize(
+    ("cut", "committed"),
+    [
+        pytest.param(Cut.AFTER_COMMIT, True, id="cut-after-commit"),
+        pytest.param(Cut.AT_COMMIT, False, id="commit-lost"),
+    ],
+)
+async def test_a_keyed_capture_of_unknown_outcome_is_settled_by_its_retry(
+    client: AsyncClient, proxy: PgProxy, admin: asyncpg.Connection, cut: Cut, committed: bool
 ) -> None:
+    """Committed: the retry replays the stored answer. Lost: the retry stores it, once."""
     await warm_up(client, **{"Idempotency-Key": "warm-up"})
-    headers = {"Idempotency-Key": "cut-after-commit"}
-    proxy.arm(Cut.AFTER_COMMIT)
+    headers = {"Idempotency-Key": "unknown"}
+    proxy.arm(cut)
 
-    response = await client.post(URL, json=purchase(item="cut"), headers=headers)
+    response = await client.post(URL, json=purchase(item="it"), headers=headers)
 
     assert proxy.cuts == 1
     assert_outcome_unknown(response)
-    assert await stored_items(rows) == ["warm-up", "cut"]
-    retry = await client.post(URL, json=purchase(item="cut"), headers=headers)
+    assert await stored_items(admin) == (["warm-up", "it"] if committed else ["warm-up"])
+    keys = await admin.fetch("SELECT key FROM idempotency_key ORDER BY key")
+    assert [row["key"] for row in keys] == (["unknown", "warm-up"] if committed else ["warm-up"])
+    retry = await client.post(URL, json=purchase(item="it"), headers=headers)
     assert retry.status_code == 201, retry.text
-    assert retry.headers["idempotent-replayed"] == "true"
-    assert await stored_items(rows) == ["warm-up", "cut"]
-
-
-async def test_a_keyed_capture_whose_commit_is_lost_answers_outcome_unknown(
-    client: AsyncClient, proxy: PgProxy, rows: asyncpg.Connection
-) -> None:
-    await warm_up(client, **{"Idempotency-Key": "warm-up"})
-    headers = {"Idempotency-Key": "commit-lost"}
-    proxy.arm(Cut.AT_COMMIT)
-
-    response = await client.post(URL, json=purchase(item="lost"), headers=headers)
-
-    assert proxy.cuts == 1
-    assert_outcome_unknown(response)
-    assert await stored_items(rows) == ["warm-up"]
-    assert await rows.fetchval("SELECT count(*) FROM idempotency_key") == 1
-    retry = await client.post(URL, json=purchase(item="lost"), headers=headers)
-    assert retry.status_code == 201, retry.text
-    assert "idempotent-replayed" not in retry.headers
-    assert await stored_items(rows) == ["warm-up", "lost"]
+    assert retry.headers.get("idempotent-replayed") == ("true" if committed else None)
+    assert await stored_items(admin) == ["warm-up", "it"]
 
 
 async def test_a_keyed_batch_whose_commit_is_lost_is_stored_once_by_its_retry(
-    client: AsyncClient, proxy: PgProxy, rows: asyncpg.Connection
+    client: AsyncClient, proxy: PgProxy, admin: asyncpg.Connection
 ) -> None:
     await warm_up(client, **{"Idempotency-Key": "warm-up"})
     batch = {"purchases": [purchase(item=f"b{n}") for n in range(3)]}
@@ -152,35 +135,35 @@ async def test_a_keyed_batch_whose_commit_is_lost_is_stored_once_by_its_retry(
 
     assert proxy.cuts == 1
     assert_outcome_unknown(response)
-    assert await stored_items(rows) == ["warm-up"]
+    assert await stored_items(admin) == ["warm-up"]
     retry = await client.post(BATCH_URL, json=batch, headers=headers)
     assert retry.status_code == 201, retry.text
     again = await client.post(BATCH_URL, json=batch, headers=headers)
     assert again.headers["idempotent-replayed"] == "true"
     assert again.content == retry.content
-    assert await stored_items(rows) == ["warm-up", "b0", "b1", "b2"]
+    assert await stored_items(admin) == ["warm-up", "b0", "b1", "b2"]
 
 
 async def test_a_capture_that_failed_before_its_commit_keeps_nothing_was_stored(
-    client: AsyncClient, proxy: PgProxy, rows: asyncpg.Connection
+    client: AsyncClient, proxy: PgProxy, admin: asyncpg.Connection
 ) -> None:
     """A deadlock victim is rolled back whole: that outcome is known."""
     await warm_up(client)
-    await rows.execute(
+    await admin.execute(
         "CREATE FUNCTION fail_as_deadlock() RETURNS trigger LANGUAGE plpgsql AS "
         "$$ BEGIN RAISE EXCEPTION 'simulated' USING ERRCODE = '40P01'; END $$"
     )
-    await rows.execute(
+    await admin.execute(
         "CREATE TRIGGER fail_as_deadlock BEFORE INSERT ON purchase FOR EACH ROW "
         "EXECUTE FUNCTION fail_as_deadlock()"
     )
     try:
         response = await client.post(URL, json=purchase(item="victim"))
     finally:
-        await rows.execute("DROP TRIGGER fail_as_deadlock ON purchase")
-        await rows.execute("DROP FUNCTION fail_as_deadlock()")
+        await admin.execute("DROP TRIGGER fail_as_deadlock ON purchase")
+        await admin.execute("DROP FUNCTION fail_as_deadlock()")
 
     problem = assert_problem(response, 503)
     assert problem["type"] == "about:blank"
     assert "nothing was stored" in problem["detail"]
-    assert await stored_items(rows) == ["warm-up"]
+    assert await stored_items(admin) == ["warm-up"]
