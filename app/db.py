@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar, cast
 
 import asyncpg
+import structlog
 from fastapi import Depends, Request
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -25,6 +26,7 @@ from app.metrics import Metrics, start_tally
 from app.settings import Settings
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -169,7 +171,7 @@ async def _autocommit(
         # The session ended once the statement was sent ("closed in the middle of operation",
         # or the server's FATAL): it may have committed before the connection went.
         await conn.invalidate()
-        raise OutcomeUnknown() from error
+        raise _outcome_unknown(error) from error
     except (asyncpg.InterfaceError, asyncpg.InternalClientError) as error:
         # Refused before anything was sent: the connection is closed, or asyncpg's protocol is
         # in a state it cannot go on from. A server that shuts down sends each session a FATAL
@@ -178,7 +180,7 @@ async def _autocommit(
         raise DatabaseUnavailable() from error
     except OSError as error:
         await conn.invalidate()
-        raise OutcomeUnknown() from error
+        raise _outcome_unknown(error) from error
 
 
 @asynccontextmanager
@@ -196,8 +198,14 @@ async def write_transaction(conn: AsyncConnection) -> AsyncIterator[None]:
             committing = True
     except DBAPIError as error:
         if committing and error.connection_invalidated:
-            raise OutcomeUnknown() from error
+            raise _outcome_unknown(error.orig or error) from error
         raise
+
+
+def _outcome_unknown(error: BaseException) -> OutcomeUnknown:
+    """Logged here: the client is told to retry with its key, operators see how often."""
+    log.warning("write outcome unknown: connection lost", error=type(error).__name__)
+    return OutcomeUnknown()
 
 
 async def _driver(conn: AsyncConnection) -> asyncpg.Connection:

@@ -5,6 +5,7 @@ to PostgreSQL at the exact point of the wire protocol (tests/pgproxy.py)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -79,6 +80,19 @@ async def test_a_capture_cut_off_after_its_commit_answers_outcome_unknown(
     assert proxy.cuts == 1
     assert_outcome_unknown(response)
     assert await stored_items(admin) == ["warm-up", "cut"]
+
+
+async def test_an_outcome_unknown_is_logged_with_its_cause(
+    client: AsyncClient, proxy: PgProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await warm_up(client)
+    proxy.arm(Cut.AFTER_COMMIT)
+
+    await client.post(URL, json=purchase(item="cut"))
+
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (warning,) = [e for e in events if e["event"].startswith("write outcome unknown")]
+    assert (warning["level"], warning["error"]) == ("warning", "ConnectionDoesNotExistError")
 
 
 async def test_a_batch_cut_off_after_its_commit_answers_outcome_unknown(
