@@ -118,15 +118,24 @@ async def get_database(request: Request) -> Database:
     return database
 
 
+# PostgreSQL's READ COMMITTED takes a new snapshot per statement: a customer read by one and
+# their totals by the next could disagree with each other. REPEATABLE READ reads every statement
+# of the transaction from one snapshot; asyncpg sends it in the BEGIN itself (no round trip).
+_POSTGRES_SNAPSHOT = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+
+
 async def get_read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
     """One read-only transaction per request, so a request's reads agree with each other.
 
-    Used with `scope="function"` so the transaction ends before the response is sent. Core
-    connections, not ORM sessions: the service needs no identity map, and the ORM's bookkeeping
-    was a fifth of the CPU of a capture. The writes open their own transactions (services.py).
+    On PostgreSQL a `REPEATABLE READ READ ONLY` one (one snapshot); on SQLite a deferred one,
+    which reads one snapshot anyway. Used with `scope="function"` so the transaction ends
+    before the response is sent. Core connections, not ORM sessions: the service needs no
+    identity map, and the ORM's bookkeeping was a fifth of the CPU of a capture. The writes
+    open their own transactions (services.py).
     """
     async with (await get_database(request)).connect() as connection:
-        await connection.execution_options(**{READ_ONLY: True})
+        snapshot = _POSTGRES_SNAPSHOT if connection.dialect.name == "postgresql" else {}
+        await connection.execution_options(**{READ_ONLY: True}, **snapshot)
         async with connection.begin():
             yield connection
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from httpx import AsyncClient
 
+from app.repositories import CustomerRepository
 from tests.helpers import assert_problem, purchase
 
 READ_PATHS = [
@@ -98,6 +101,31 @@ async def test_customer_shows_purchase_count_and_totals_per_currency(
 
     assert customer["purchase_count"] == 3
     assert customer["totals"] == {"EUR": "25.30", "USD": "5.00"}
+
+
+async def test_a_customer_and_their_totals_are_read_from_one_snapshot(
+    client: AsyncClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A purchase committed between reading the customer and reading their totals is in
+    neither: both come from the snapshot the request's first statement saw."""
+    created = await client.post("/api/v1/purchases", json=purchase(unit_price="1.00"))
+    customer_id = created.json()["customer"]["id"]
+    read_totals = CustomerRepository.totals
+
+    async def totals_after_a_concurrent_capture(
+        self: CustomerRepository, customer_id: int
+    ) -> tuple[int, dict[str, Decimal]]:
+        response = await client.post("/api/v1/purchases", json=purchase(unit_price="2.00"))
+        assert response.status_code == 201, response.text
+        return await read_totals(self, customer_id)
+
+    monkeypatch.setattr(CustomerRepository, "totals", totals_after_a_concurrent_capture)
+    during = (await client.get(f"/api/v1/customers/{customer_id}", headers=auth)).json()
+    monkeypatch.undo()
+    after = (await client.get(f"/api/v1/customers/{customer_id}", headers=auth)).json()
+
+    assert (during["purchase_count"], during["totals"]) == (1, {"EUR": "1.00"})
+    assert (after["purchase_count"], after["totals"]) == (2, {"EUR": "3.00"})
 
 
 async def test_missing_customer_is_a_404_problem(client: AsyncClient, auth: dict[str, str]) -> None:
