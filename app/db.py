@@ -47,7 +47,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(settings.database_url)
         _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         # A fixed pool: under load beyond it requests queue for a connection. Overflow
         # connections were opened and closed around single requests, and each new connection
@@ -58,7 +58,55 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # No pre-ping: it costs a round trip per request. A connection that died with the server
         # fails its request with a 503, and SQLAlchemy then invalidates the whole pool, so the
         # next requests reconnect.
+        connect_args=_bounded_waits(settings),
     )
+    if settings.db_timeout_scope == "transaction":
+        _bound_each_transaction(engine, settings)
+    return engine
+
+
+# How the waits on PostgreSQL are bounded (APP_DB_TIMEOUT_SCOPE). A session holding a customer's
+# row lock would otherwise park every capture of that customer, each on a pooled connection,
+# until the pool is gone and every request waits.
+# - "connection" (default, the server reached directly): statement_timeout and lock_timeout are
+#   startup parameters of each connection, so they cost nothing per request and bound every
+#   statement, the one-statement capture included.
+# - "transaction" (behind a transaction pooler such as PgBouncer): a pooler refuses startup
+#   parameters it does not know (or drops them, if told to ignore them), and a session-level
+#   SET would stay on a server connection that other clients share. So each transaction the
+#   service opens sets them with set_config(..., is_local => true), at the cost of one round
+#   trip per transaction; the self-committing statements (`fetch_row_autocommit`), which open
+#   none, are bounded by the command timeout alone.
+# In both, asyncpg's command_timeout bounds every command on the client: on expiry asyncpg sends
+# the server a cancel request (PgBouncer forwards it) and the connection stays usable once the
+# server has answered it (`_autocommit`).
+def _bounded_waits(settings: Settings) -> dict[str, Any]:
+    """asyncpg's connect arguments for the timeouts of `settings.db_timeout_scope`."""
+    args: dict[str, Any] = {"command_timeout": settings.db_command_timeout}
+    if settings.db_timeout_scope == "connection":
+        args["server_settings"] = _server_timeouts(settings)
+    return args
+
+
+def _server_timeouts(settings: Settings) -> dict[str, str]:
+    """PostgreSQL's timeout settings, in its unit (milliseconds)."""
+    return {
+        "statement_timeout": str(round(settings.db_statement_timeout * 1000)),
+        "lock_timeout": str(round(settings.db_lock_timeout * 1000)),
+    }
+
+
+def _bound_each_transaction(engine: AsyncEngine, settings: Settings) -> None:
+    """Set the server-side timeouts at the start of every transaction, for it alone."""
+    values = ", ".join(
+        f"set_config('{name}', '{value}', true)"
+        for name, value in _server_timeouts(settings).items()
+    )
+    statement = f"SELECT {values}"
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(statement)
 
 
 # Execution option of a connection whose transactions only read (`get_read_connection`).
@@ -187,6 +235,11 @@ async def _autocommit(
         # message and then closes the socket; a statement tried between the two fails so.
         await conn.invalidate()
         raise DatabaseUnavailable() from error
+    except TimeoutError as error:
+        # The command timeout: asyncpg has asked the server to cancel the statement, which may
+        # have committed before the cancel arrived. The connection's next command first waits
+        # for the server's answer to the cancel, so it stays in the pool, healthy.
+        raise _outcome_unknown(error) from error
     except OSError as error:
         await conn.invalidate()
         raise _outcome_unknown(error) from error

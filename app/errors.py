@@ -254,8 +254,9 @@ async def _on_connection_error(request: Request, exc: Exception) -> JSONResponse
     return await _on_app_error(request, DatabaseUnavailable())
 
 
-# Deadlock and serialisation failures: the transaction was rolled back whole and a retry is safe.
-TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+# The statement was rolled back whole and a retry is safe: deadlock and serialisation failures,
+# and a wait cut short by statement_timeout (57014) or lock_timeout (55P03) (app.db).
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001", "57014", "55P03"})
 # SQLSTATEs of a server that is not there right now (rather than of a wrong statement):
 # class 08 connection exceptions, 53300 too many connections, and 57P01-57P05: shutting down,
 # crashed, starting up ("the database system is not yet accepting connections"), dropped.

@@ -42,6 +42,19 @@ class Settings(BaseSettings):
     # connection, an extra turn of the event loop each: p99 latency doubled against 16.
     db_pool_size: int = Field(default=16, ge=1, le=100)
     db_pool_timeout: float = Field(default=5.0, gt=0)
+    # Bounds on every wait for PostgreSQL, in seconds (README, "Limits"). The lock and statement
+    # timeouts are the server's, so it ends the statement cleanly (nothing half-done); the command
+    # timeout is asyncpg's, on the client: it also covers a server that stopped answering, and
+    # must be the longer one so the server's comes first. All three stay under the pool timeout:
+    # requests parked on a lock then free their connections before others give up waiting.
+    db_lock_timeout: float = Field(default=2.0, gt=0)
+    db_statement_timeout: float = Field(default=3.0, gt=0)
+    db_command_timeout: float = Field(default=4.0, gt=0)
+    db_timeout_scope: Literal["connection", "transaction"] = Field(
+        default="connection",
+        description="How the server-side timeouts reach PostgreSQL: per connection (startup "
+        "parameters, free) or per transaction (SET LOCAL; behind a transaction pooler).",
+    )
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # How long a retry with the same Idempotency-Key replays the first answer (Stripe: 24 h),
@@ -64,6 +77,15 @@ class Settings(BaseSettings):
         if driver not in DATABASE_DRIVERS:
             raise ValueError(f"must be a {' or '.join(f'{d}://' for d in DATABASE_DRIVERS)} URL")
         return url
+
+    @model_validator(mode="after")
+    def _client_timeout_after_the_server_ones(self) -> Self:
+        if self.db_command_timeout <= self.db_statement_timeout:
+            raise ValueError(
+                "APP_DB_COMMAND_TIMEOUT must be longer than APP_DB_STATEMENT_TIMEOUT, so that "
+                "the server ends a slow statement before the client gives up on it"
+            )
+        return self
 
     @model_validator(mode="after")
     def _production_needs_a_real_token(self) -> Self:

@@ -168,3 +168,9 @@ def test_a_database_url_without_a_supported_async_driver_is_refused(url: str) ->
     assert said.startswith("bad settings: APP_DATABASE_URL: ")
     assert "postgresql+asyncpg://" in said
     assert "s3cret-pw" not in said
+
+
+def test_a_command_timeout_not_longer_than_the_statement_timeout_is_refused() -> None:
+    """The server must end a slow statement itself (a clean error) before the client gives up."""
+    with pytest.raises(ValidationError, match="APP_DB_COMMAND_TIMEOUT must be longer"):
+        Settings(db_statement_timeout=4, db_command_timeout=4)
