@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -237,16 +238,30 @@ async def _on_app_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
-    if (
-        isinstance(exc, OperationalError)
-        or exc.connection_invalidated
-        or _is_unreachable(exc)
-        or _sqlstate(exc) in TRANSIENT_SQLSTATES
-    ):
+    if _is_transient(exc):
         log.warning("database unavailable", error=type(exc.orig).__name__)
         return await _on_app_error(request, DatabaseUnavailable())
     log.exception("database error")
     return internal_error_response()
+
+
+# SQLite's primary result codes of a lock held by another connection; every other error (a
+# read-only file, a missing table, an integer overflow) stays as it is however often one retries.
+SQLITE_TRANSIENT_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+def _is_transient(exc: DBAPIError) -> bool:
+    """Whether the same request may succeed if retried later, so a 503 is the honest answer."""
+    if isinstance(exc.orig, sqlite3.Error):
+        # Extended codes (SQLITE_BUSY_SNAPSHOT, ...) carry the primary one in their low byte.
+        code = getattr(exc.orig, "sqlite_errorcode", -1) & 0xFF
+        return code in SQLITE_TRANSIENT_CODES
+    return (
+        isinstance(exc, OperationalError)
+        or exc.connection_invalidated
+        or _is_unreachable(exc)
+        or _sqlstate(exc) in TRANSIENT_SQLSTATES
+    )
 
 
 async def _on_connection_error(request: Request, exc: Exception) -> JSONResponse:
