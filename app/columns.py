@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Dialect, Integer, Numeric
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Dialect,
+    Integer,
+    Numeric,
+    SQLColumnExpression,
+    func,
+    type_coerce,
+)
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 CENT = Decimal("0.01")
@@ -50,6 +61,37 @@ class Money(TypeDecorator[Decimal]):
         if dialect.name == "sqlite":
             return Decimal(int(value)).scaleb(-2).quantize(CENT)
         return Decimal(value).quantize(CENT)
+
+
+# SQLite's SUM() of integers fails with "integer overflow" past 2**63 - 1 cents: about 9,200
+# purchases of the largest total (under 10**15 cents). `money_sum` adds the cents in three parts
+# of five decimal digits each, which `summed_money` puts together in Python, exactly. A part
+# stays under 10**5, so its SUM() overflows only past 9 * 10**13 rows, more than a SQLite file
+# can hold (2**48 bytes at most, and a purchase row takes more than 3 of them).
+SUM_PART = 10**5
+
+
+def money_sum(column: SQLColumnExpression[Decimal], dialect: str) -> list[ColumnElement[Any]]:
+    """SUM(column) of a Money column, as the expressions `summed_money` reads back exactly."""
+    if dialect != "sqlite":
+        return [func.sum(column)]  # NUMERIC sums exactly, with no bound worth the name
+    cents = type_coerce(column, BigInteger)
+    # SQLite's `/` of two integers truncates, and its `%` keeps the dividend's sign, so that
+    # cents == high * 10**10 + middle * 10**5 + low for any integer.
+    upper = cents.op("/")(SUM_PART)
+    return [
+        func.sum(cents.op("%")(SUM_PART)),
+        func.sum(upper.op("%")(SUM_PART)),
+        func.sum(upper.op("/")(SUM_PART)),
+    ]
+
+
+def summed_money(parts: Sequence[Any], dialect: str) -> Decimal:
+    """The amount from what the expressions of `money_sum` returned."""
+    if dialect != "sqlite":
+        return Decimal(parts[0])
+    cents = sum(int(part) * SUM_PART**power for power, part in enumerate(parts))
+    return Decimal(cents).scaleb(-2).quantize(CENT)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.columns import money_sum, summed_money
 from app.db import fetch_all_autocommit, fetch_row_autocommit
 from app.models import Customer, IdempotencyKey, Purchase
 
@@ -251,17 +252,18 @@ class CustomerRepository:
 
     async def totals(self, customer_id: int) -> tuple[int, dict[str, Decimal]]:
         """How many purchases the customer made, and the amount spent per currency."""
+        dialect = _dialect(self.conn)
         rows = await self.conn.execute(
-            select(Purchase.currency, func.count(), func.sum(Purchase.total))
+            select(Purchase.currency, func.count(), *money_sum(Purchase.total, dialect))
             .where(Purchase.customer_id == customer_id)
             .group_by(Purchase.currency)
             .order_by(Purchase.currency)
         )
         count = 0
         totals: dict[str, Decimal] = {}
-        for currency, n, amount in rows:  # SUM keeps the Money type, so amounts are exact
+        for currency, n, *amount in rows:  # exact, and on SQLite without an overflow
             count += n
-            totals[currency] = amount
+            totals[currency] = summed_money(amount, dialect)
         return count, totals
 
 

@@ -103,6 +103,24 @@ async def test_customer_shows_purchase_count_and_totals_per_currency(
     assert customer["totals"] == {"EUR": "25.30", "USD": "5.00"}
 
 
+async def test_totals_past_the_64_bit_integer_range_are_exact(
+    client: AsyncClient, auth: dict[str, str]
+) -> None:
+    """9,300 purchases of the largest total sum past 2**63 cents, where SQLite's SUM() of
+    integers fails; the total is still exact, to the cent."""
+    largest = purchase(unit_price="999999999.99", quantity=10_000)
+    for _ in range(10):
+        batch = await client.post("/api/v1/purchases/batch", json={"purchases": [largest] * 930})
+        assert batch.status_code == 201, batch.text
+    customer_id = batch.json()["purchases"][0]["customer"]["id"]
+
+    customer = (await client.get(f"/api/v1/customers/{customer_id}", headers=auth)).json()
+
+    assert customer["purchase_count"] == 9_300
+    assert customer["totals"] == {"EUR": str(Decimal("9999999999900.00") * 9_300)}
+    assert Decimal(customer["totals"]["EUR"]) * 100 > 2**63
+
+
 async def test_a_customer_and_their_totals_are_read_from_one_snapshot(
     client: AsyncClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
