@@ -15,6 +15,16 @@ MAX_HEAD_BYTES of a head. One read can also end a message and begin the next (pi
 head's share of the read is not known, so such a head is measured once it ends (request line
 and headers as parsed, a lower bound) and refused the same way if it is too large; until then
 the parser holds at most that one read (up to 256 KiB) plus MAX_HEAD_BYTES of it.
+
+Trailers (header fields after a chunked body's last, empty chunk) are more head: httptools keeps
+each field until it ends, growing it by concatenation, so they count toward the same bound. After
+a chunk-size line the next bytes are the chunk's data or, after the last chunk, the trailers: a
+read fed to the parser there that yields no data counts whole. The trailers' share of the read
+that held the last chunk-size line is not known, so each trailer field is also measured as it
+ends, as a pipelined head is. Over the bound the request is answered 431 if its response has not
+begun (else the connection is just closed), and the app sees the client gone. The service reads
+no trailers, and uvicorn would add them to the request's headers, which the app may have read
+already: they are dropped.
 """
 
 from __future__ import annotations
@@ -58,9 +68,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._head_open = True  # the parser has not reached the end of the next head yet
-        self._head_bytes = 0  # bytes fed to the parser since that head's message began
+        self._head_bytes = 0  # bytes of the message's head and trailers fed to the parser
         self._head_uncounted = False  # the head began in a read that ended the message before
         self._message_ended = False  # a message ended in the piece being fed
+        self._passed = False  # the piece being fed held more than head or trailer bytes
+        self._after_chunk_size = False  # a chunk-size line ended; no chunk data since
+        self._trailer_size = 0  # the trailer fields parsed so far, as `_head_size` counts them
         self._refused = False
 
     def data_received(self, data: bytes) -> None:
@@ -69,15 +82,19 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return  # a refused connection waiting for earlier answers: what follows is dropped
         while True:
             piece = data
-            if self._head_open:
+            bounded = self._head_open or self._after_chunk_size  # a head's or trailers' bytes
+            if bounded:
                 room = MAX_HEAD_BYTES - self._head_bytes
                 if room <= 0:
-                    self._refuse_head()
+                    if self._head_open:
+                        self._refuse_head()
+                    else:
+                        self._refuse_trailers()
                     return
                 piece = data[:room]  # `data` itself (no copy) when it fits
-            self._message_ended = False
+            self._message_ended = self._passed = False
             super().data_received(piece)
-            if self._head_open and not self._message_ended:
+            if bounded and not self._passed:
                 self._head_bytes += len(piece)
             if len(piece) == len(data) or self._done_reading():
                 return
@@ -87,7 +104,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_uncounted = self._message_ended
         super().on_message_begin()
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._head_open:
+            super().on_header(name, value)
+            return
+        self._trailer_size += len(name) + len(value) + 3
+        if not self._refused and self._head_size() + self._trailer_size > MAX_HEAD_BYTES:
+            self._refuse_trailers()
+
     def on_headers_complete(self) -> None:
+        self._passed = True
         if self._refused:
             return
         self._head_open = False
@@ -96,15 +122,26 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         super().on_headers_complete()
 
+    def on_chunk_header(self) -> None:
+        self._after_chunk_size = True
+
     def on_body(self, body: bytes) -> None:
+        self._passed = True
+        self._after_chunk_size = False
         if not self._refused:
             super().on_body(body)
 
+    def on_chunk_complete(self) -> None:
+        self._passed = True
+        self._after_chunk_size = False
+
     def on_message_complete(self) -> None:
+        self._passed = True
         if self._refused:
             return
         self._head_open = True
-        self._head_bytes = 0
+        self._head_bytes = self._trailer_size = 0
+        self._after_chunk_size = False
         self._message_ended = True
         super().on_message_complete()
 
@@ -139,6 +176,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._send_refusal()
         else:
             self.flow.pause_reading()
+
+    def _refuse_trailers(self) -> None:
+        """431 and close, unless the app has begun its answer: then only close. Either way the
+        app is told the client is gone, as it waits for a body that will not end."""
+        self._refused = True
+        self.logger.warning("Request head and trailers over %d bytes: refused.", MAX_HEAD_BYTES)
+        if self.cycle.response_started:
+            self.transport.close()
+        else:
+            self._send_refusal()
 
     def _send_refusal(self) -> None:
         head = [STATUS_LINE[_STATUS]]

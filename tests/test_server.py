@@ -223,6 +223,51 @@ def test_a_head_sent_with_a_large_body_is_served(server: UvicornServer) -> None:
     assert statuses(answer) == [201], answer[:500]
 
 
+def chunked_capture(*trailers: bytes) -> bytes:
+    """A POST of one purchase in one chunk, then the last chunk with these trailer fields."""
+    body = json.dumps(
+        {"customer": {"email": "chunked@example.com", "name": "C"}, "item": "x", "unit_price": "1"}
+    ).encode()
+    head = (
+        b"POST /api/v1/purchases HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    return head + b"%x\r\n%s\r\n0\r\n" % (len(body), body) + b"".join(trailers) + b"\r\n"
+
+
+def test_a_chunked_request_with_trailers_is_served(server: UvicornServer) -> None:
+    answer = exchange(server, chunked_capture(b"X-Checksum: abc\r\n", b"X-Other: 1\r\n"))
+
+    assert statuses(answer) == [201], answer[:500]
+
+
+@pytest.mark.parametrize("piece", [MIB, 1000], ids=["one-send", "1000-byte-sends"])
+@pytest.mark.parametrize(
+    "trailers",
+    [
+        pytest.param((b"X-Big: " + b"a" * MIB + b"\r\n",), id="one-1MiB-trailer"),
+        pytest.param(
+            tuple(b"X-Filler-%04d: %s\r\n" % (n, b"a" * 8000) for n in range(128)),
+            id="128-trailers-of-8000-bytes",
+        ),
+    ],
+)
+def test_one_mib_of_trailers_is_refused_at_once_without_being_held(
+    server: UvicornServer, trailers: tuple[bytes, ...], piece: int
+) -> None:
+    """Trailers count toward the head's bound: refused as a head of that size would be."""
+    before = reset_peak_rss(server.pid)
+    started = time.monotonic()
+
+    answer = exchange(server, chunked_capture(*trailers), piece)
+
+    assert time.monotonic() - started < REFUSED_WITHIN_S
+    assert statuses(answer) == [431], answer[:300]
+    grown = proc_status(server.pid, "VmHWM") - before
+    assert grown < PEAK_HEADROOM, f"peak memory grew by {grown} bytes"
+    assert_serves(server)
+
+
 def test_h11_on_request_keeps_a_bound(database_url: str, tmp_path: Path) -> None:
     """h11 bounds what it holds of a head that has not ended (a whole head in one read passes)."""
     with UvicornServer(app_env(database_url), tmp_path, extra_args=["--http", "h11"]) as h11:
