@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from httpx import AsyncClient, Response
+from httpx import ASGITransport, AsyncClient, Response
 from sqlalchemy import Executable, RowMapping, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.main import create_app
 from app.models import Customer, Purchase
+from app.settings import Settings
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -28,6 +32,16 @@ def purchase(
     }
     body.update(fields)
     return body
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[AsyncClient]:
+    """A client of an app built with `settings`, for a test that needs settings of its own."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
 
 
 def assert_problem(response: Response, status: int) -> dict[str, Any]:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 
-from app.main import create_app
 from app.settings import Settings
 from tests.conftest import ADMIN_TOKEN
-from tests.helpers import assert_problem, purchase
+from tests.helpers import assert_problem, purchase, serving
 
 
 async def test_healthz_says_the_process_is_alive(client: AsyncClient) -> None:
@@ -59,11 +58,8 @@ async def unreachable_client() -> AsyncIterator[AsyncClient]:
         admin_token=ADMIN_TOKEN,
         db_pool_timeout=1,
     )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = ASGITransport(app=app)
-        async with AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http
+    async with serving(settings) as http:
+        yield http
 
 
 async def test_readyz_is_a_503_problem_when_the_database_is_unreachable(

@@ -5,28 +5,25 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, closing
+from contextlib import AbstractAsyncContextManager, closing
 from pathlib import Path
 from typing import Any
 
 import pytest
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from sqlalchemy import create_engine
 
 from app.db import Base
-from app.main import create_app
 from app.settings import Settings
 from tests.conftest import ADMIN_TOKEN
-from tests.helpers import assert_problem, purchase
+from tests.helpers import assert_problem, purchase, serving
 
 URL = "/api/v1/purchases"
 
 
-@asynccontextmanager
-async def serving(url: str, **settings: Any) -> AsyncIterator[AsyncClient]:
+def serving_sqlite(url: str, **settings: Any) -> AbstractAsyncContextManager[AsyncClient]:
     """A client of the app on the SQLite database at `url`."""
-    app = create_app(
+    return serving(
         Settings(
             environment="test",
             database_url=url,
@@ -35,10 +32,6 @@ async def serving(url: str, **settings: Any) -> AsyncIterator[AsyncClient]:
             **settings,
         )
     )
-    async with app.router.lifespan_context(app):
-        transport = ASGITransport(app=app)
-        async with AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http
 
 
 @pytest.fixture
@@ -64,7 +57,9 @@ async def test_a_database_locked_by_another_connection_is_a_503_with_retry_after
     writer = sqlite3.connect(database_file)
     try:
         writer.execute("BEGIN IMMEDIATE")
-        async with serving(f"sqlite+aiosqlite:///{database_file}", sqlite_busy_timeout_ms=50) as c:
+        async with serving_sqlite(
+            f"sqlite+aiosqlite:///{database_file}", sqlite_busy_timeout_ms=50
+        ) as c:
             response = await c.post(URL, json=purchase())
     finally:
         writer.rollback()
@@ -79,7 +74,7 @@ async def test_a_read_only_database_is_a_500_logged_with_its_traceback(
 ) -> None:
     read_only = f"sqlite+aiosqlite:///file:{database_file}?mode=ro&uri=true"
     capsys.readouterr()
-    async with serving(read_only) as client:
+    async with serving_sqlite(read_only) as client:
         response = await client.post(URL, json=purchase())
 
     problem = assert_problem(response, 500)
@@ -95,7 +90,7 @@ async def test_a_missing_table_is_a_500_not_a_503(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     capsys.readouterr()
-    async with serving(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}") as client:
+    async with serving_sqlite(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}") as client:
         response = await client.post(URL, json=purchase())
 
     assert_problem(response, 500)

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable
 
 import asyncpg
 import pytest
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient, Response
+from httpx import AsyncClient, Response
 
-from app.main import create_app
 from app.settings import Settings
-from tests.helpers import assert_problem, purchase, stored_counts
+from tests.helpers import assert_problem, purchase, serving, stored_counts
 from tests.test_autocommit import admin, row_locked, wait_for_lock_wait
 
 __all__ = ["admin"]  # a fixture
@@ -99,16 +97,6 @@ async def test_a_held_row_lock_costs_only_its_customer_a_bounded_503(
 
     assert others >= 2
     assert await stored_counts(client, auth) == (1 + others, 1 + others)
-
-
-@asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[AsyncClient]:
-    """A client of an app built with `settings`."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = ASGITransport(app=app)
-        async with AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http
 
 
 async def test_a_statement_over_the_statement_timeout_answers_503(
