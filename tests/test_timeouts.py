@@ -18,9 +18,7 @@ from httpx import AsyncClient, Response
 
 from app.settings import Settings
 from tests.helpers import assert_problem, purchase, serving, stored_counts
-from tests.test_autocommit import admin, row_locked, wait_for_lock_wait
-
-__all__ = ["admin"]  # a fixture
+from tests.test_autocommit import row_locked, wait_for_lock_wait
 
 pytestmark = pytest.mark.postgres
 
