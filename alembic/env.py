@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
 from app import models  # noqa: F401  (registers the tables on Base.metadata)
+from app.audit import models as audit_models  # noqa: F401
 from app.db import Base
 from app.log import configure_logging
 from app.settings import Settings

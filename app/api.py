@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from pydantic import AfterValidator
 from sqlalchemy import text
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from app import services
-from app.auth import require_admin
+from app.auth import CredentialDep, require_admin
 from app.db import DatabaseDep, ReadConnectionDep
 from app.idempotency import Captured, RetryKey
 from app.schemas import (
@@ -19,6 +19,7 @@ from app.schemas import (
     CapturedPurchase,
     CustomerDetail,
     CustomerPage,
+    CustomerPatch,
     Health,
     Problem,
     PurchaseIn,
@@ -40,7 +41,7 @@ class _NotBatch(StringConvertor):
 register_url_convertor("not_batch", _NotBatch())
 
 
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
         status: {"model": Problem, "content": {"application/problem+json": {}}}
         for status in statuses
@@ -89,7 +90,7 @@ ops = APIRouter(tags=["operations"])
     "/purchases",
     status_code=201,
     response_model=CapturedPurchase,
-    responses=_problems(400, 413, 415, 422, 503),
+    responses=problems(400, 413, 415, 422, 503),
     summary="Capture a purchase; create or update its customer",
 )
 async def create_purchase(
@@ -109,7 +110,7 @@ async def create_purchase(
     "/purchases/batch",
     status_code=201,
     response_model=BatchOut,
-    responses=_problems(400, 413, 415, 422, 503),
+    responses=problems(400, 413, 415, 422, 503),
     summary="Capture up to 1000 purchases, all or nothing",
 )
 async def create_purchases(
@@ -135,7 +136,7 @@ def _created(captured: Captured) -> Response:
     return Response(captured.body, 201, headers=headers, media_type="application/json")
 
 
-@reads.get("/purchases", responses=_problems(401, 422, 503))
+@reads.get("/purchases", responses=problems(401, 422, 503))
 async def list_purchases(
     conn: ReadConnectionDep,
     customer_email: EmailFilter = None,
@@ -147,28 +148,120 @@ async def list_purchases(
     )
 
 
-@reads.get("/purchases/{purchase_id:not_batch}", responses=_problems(401, 404, 422, 503))
+@reads.get("/purchases/{purchase_id:not_batch}", responses=problems(401, 404, 422, 503))
 async def get_purchase(
     conn: ReadConnectionDep, purchase_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> PurchaseOut:
     return await services.get_purchase(conn, purchase_id=purchase_id)
 
 
-@reads.get("/customers", responses=_problems(401, 422, 503))
+EmailPrefix = Annotated[
+    str | None,
+    Query(
+        max_length=320,
+        pattern=r"^[^\x00-\x1f\x7f]*$",
+        description="Customers whose email starts with this (case-insensitive).",
+    ),
+    AfterValidator(_normalise_filter),
+]
+
+
+@reads.get("/customers", responses=problems(401, 422, 503))
 async def list_customers(
     conn: ReadConnectionDep,
     email: EmailFilter = None,
+    email_prefix: EmailPrefix = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> CustomerPage:
-    return await services.list_customers(conn, email=email, cursor=cursor, limit=limit)
+    return await services.list_customers(
+        conn, email=email, email_prefix=email_prefix, cursor=cursor, limit=limit
+    )
 
 
-@reads.get("/customers/{customer_id}", responses=_problems(401, 404, 422, 503))
+CustomerId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+@reads.get("/customers/{customer_id}", responses=problems(401, 404, 422, 503))
 async def get_customer(
-    conn: ReadConnectionDep, customer_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+    conn: ReadConnectionDep, customer_id: CustomerId, response: Response
 ) -> CustomerDetail:
-    return await services.get_customer(conn, customer_id=customer_id)
+    """The customer with its totals; the `ETag` header is what a correction's `If-Match` wants."""
+    customer = await services.get_customer(conn, customer_id=customer_id)
+    response.headers["ETag"] = services.etag(customer)
+    return customer
+
+
+# --- corrections and erasure (admin credential; each change goes to the audit trail) ---
+
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        max_length=1024,
+        description="The customer's `ETag` as last read: a stale one is refused with 412.",
+    ),
+]
+
+
+def _record_change(request: Request) -> services.RecordChange:
+    record: services.RecordChange = request.app.state.record_change
+    return record
+
+
+# The credential dependency of each route both guards it and names who made the change.
+corrections = APIRouter(prefix="/api/v1", tags=["corrections"])
+
+
+@corrections.patch(
+    "/customers/{customer_id}",
+    responses=problems(400, 401, 404, 409, 410, 412, 413, 415, 422, 428, 503),
+    summary="Correct a customer's name and/or email (needs If-Match)",
+)
+async def correct_customer(
+    request: Request,
+    database: DatabaseDep,
+    credential: CredentialDep,
+    customer_id: CustomerId,
+    patch: Annotated[CustomerPatch, Body()],
+    response: Response,
+    if_match: IfMatch = None,
+) -> CustomerDetail:
+    async with database.connect() as conn:
+        customer, tag = await services.correct_customer(
+            conn,
+            customer_id=customer_id,
+            patch=patch,
+            if_match=if_match,
+            credential=credential,
+            record=_record_change(request),
+        )
+    response.headers["ETag"] = tag
+    return customer
+
+
+@corrections.delete(
+    "/customers/{customer_id}",
+    status_code=204,
+    responses=problems(401, 404, 412, 422, 503),
+    summary="Erase a customer: email and name become a tombstone, purchases stay",
+)
+async def erase_customer(
+    request: Request,
+    database: DatabaseDep,
+    credential: CredentialDep,
+    customer_id: CustomerId,
+    if_match: IfMatch = None,
+) -> Response:
+    async with database.connect() as conn:
+        await services.erase_customer(
+            conn,
+            customer_id=customer_id,
+            if_match=if_match,
+            credential=credential,
+            record=_record_change(request),
+        )
+    return Response(status_code=204)
 
 
 @ops.get("/healthz", summary="The process is alive")
@@ -176,7 +269,7 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@ops.get("/readyz", summary="The database answers", responses=_problems(503))
+@ops.get("/readyz", summary="The database answers", responses=problems(503))
 async def readyz(conn: ReadConnectionDep) -> Health:
     await conn.execute(text("SELECT 1"))
     return Health(status="ready")

@@ -27,3 +27,20 @@ async def require_admin(
         credentials.credentials.encode(), expected.encode()
     ):
         raise Unauthorized("The bearer token is not valid.")
+
+
+# The name the audit trail records for the bootstrap token: never the secret itself. API keys
+# will record their own id here (the one place to change when they land).
+ADMIN_TOKEN_CREDENTIAL = "admin-token"  # noqa: S105  (a label, not a secret)
+
+
+async def admin_credential(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """`require_admin`, answering which credential passed: what the audit trail records."""
+    await require_admin(request, credentials)
+    return ADMIN_TOKEN_CREDENTIAL
+
+
+CredentialDep = Annotated[str, Depends(admin_credential)]

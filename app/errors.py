@@ -67,6 +67,31 @@ class InvalidCursor(AppError):
     title = "Invalid cursor"
 
 
+class Conflict(AppError):
+    status = 409
+    title = "Conflict"
+
+
+class Gone(AppError):
+    status = 410
+    title = "Gone"
+
+
+class PreconditionFailed(AppError):
+    status = 412
+    title = "Precondition failed"
+
+
+class PreconditionRequired(AppError):
+    status = 428
+    title = "Precondition required"
+
+
+class InvalidRange(AppError):
+    status = 422
+    title = "Invalid range"
+
+
 class DatabaseUnavailable(AppError):
     status = 503
     title = "Database unavailable"

@@ -19,7 +19,9 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api import capture, ops, reads
+from app.api import capture, corrections, ops, reads
+from app.audit import service as audit_service
+from app.audit.api import router as audit_router
 from app.db import Database, create_engine
 from app.errors import install_error_handlers
 from app.idempotency import purge_periodically
@@ -27,6 +29,7 @@ from app.log import configure_logging
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, EdgeMiddleware, is_sane_request_id
 from app.settings import InvalidSettings, Settings, describe_invalid, get_settings
+from app.stats.api import router as stats_router
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +84,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(capture)
     app.include_router(reads)
+    app.include_router(corrections)
+    app.include_router(stats_router)
+    app.include_router(audit_router)
     app.include_router(ops)
+    # Corrections and erasures are written to the audit trail in their own transaction.
+    app.state.record_change = audit_service.record
     _serve_page(app, settings)
     metrics.expose(app)
 
@@ -93,9 +101,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Idempotent-Replayed", "Retry-After"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "If-Match",
+                "X-Request-ID",
+            ],
+            expose_headers=["X-Request-ID", "Idempotent-Replayed", "Retry-After", "ETag"],
         )
     app.add_middleware(EdgeMiddleware, metrics=metrics)
     app.add_middleware(

@@ -240,12 +240,19 @@ class CustomerRepository:
         return _customer(row) if row else None
 
     async def page(
-        self, *, email: str | None, before_id: int | None, limit: int
+        self,
+        *,
+        email: str | None,
+        before_id: int | None,
+        limit: int,
+        email_prefix: str | None = None,
     ) -> list[CustomerRow]:
         """Newest first, keyset-paginated on id."""
         query = select(*CUSTOMER_COLUMNS).order_by(Customer.id.desc()).limit(limit)
         if email is not None:
             query = query.where(Customer.email == email)
+        if email_prefix:
+            query = query.where(Customer.email.like(_like_prefix(email_prefix), escape="\\"))
         if before_id is not None:
             query = query.where(Customer.id < before_id)
         return [_customer(row) for row in await self.conn.execute(query)]
@@ -265,6 +272,41 @@ class CustomerRepository:
             count += n
             totals[currency] = summed_money(amount, dialect)
         return count, totals
+
+    # --- corrections and erasure ---
+
+    async def get_for_update(self, customer_id: int) -> CustomerRow | None:
+        """The customer, locked until the transaction ends (SQLite: BEGIN IMMEDIATE already
+        holds the database's write lock), so two corrections queue instead of both winning."""
+        query = select(*CUSTOMER_COLUMNS).where(Customer.id == customer_id)
+        if _dialect(self.conn) == "postgresql":
+            query = query.with_for_update()
+        row = (await self.conn.execute(query)).one_or_none()
+        return _customer(row) if row else None
+
+    async def id_by_email(self, email: str) -> int | None:
+        found = await self.conn.scalar(select(Customer.id).where(Customer.email == email))
+        return int(found) if found is not None else None
+
+    async def overwrite(
+        self, customer_id: int, *, values: dict[str, str], now: datetime
+    ) -> CustomerRow:
+        """Replace the given columns (email and/or name) and bump updated_at."""
+        row = (
+            await self.conn.execute(
+                update(Customer)
+                .where(Customer.id == customer_id)
+                .values(**values, updated_at=now)
+                .returning(*CUSTOMER_COLUMNS)
+            )
+        ).one()
+        return _customer(row)
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching the prefix literally (its % and _ escaped)."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
 
 
 class PurchaseRepository:
@@ -409,6 +451,20 @@ class IdempotencyRepository:
             )
         ).one()
         return row.request_hash, row.response_body
+
+    async def forget_customer(self, customer_id: int, email: str) -> None:
+        """Drop the remembered responses that hold the customer's email and name, which
+        erasure removes: a single capture's (by its purchase) and a batch's (by its body)."""
+        purchases = select(Purchase.id).where(Purchase.customer_id == customer_id)
+        await self.conn.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.purchase_id.in_(purchases)
+                | (
+                    IdempotencyKey.purchase_id.is_(None)
+                    & IdempotencyKey.response_body.contains(f'"email":"{email}"', autoescape=True)
+                )
+            )
+        )
 
     async def complete(
         self, *, scope: str, key: str, purchase_id: int | None, response_body: str

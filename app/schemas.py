@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
+    model_validator,
 )
 
 from app.columns import CENT
@@ -264,6 +265,7 @@ class CustomerOut(BaseModel):
 class CustomerDetail(CustomerOut):
     purchase_count: int
     totals: dict[str, MoneyOut] = Field(description="Amount spent per currency.")
+    erased: bool = Field(False, description="True once the customer's data was erased.")
 
 
 class PurchaseOut(BaseModel):
@@ -295,6 +297,26 @@ class PurchasePage(BaseModel):
 class CustomerPage(BaseModel):
     items: list[CustomerOut]
     next_cursor: str | None
+
+
+# --- corrections (PATCH /customers/{id}) ---
+
+
+class CustomerPatch(StrictModel):
+    """A correction: the fields given are replaced, validated and normalised as at capture."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "Tim Berners"}, {"email": "tim@example.org"}]}
+    )
+
+    email: Email | None = None
+    name: Name | None = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> CustomerPatch:
+        if self.email is None and self.name is None:
+            raise ValueError("give a name, an email or both")
+        return self
 
 
 class FieldError(BaseModel):

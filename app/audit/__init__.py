@@ -1,0 +1,1 @@
+"""The audit trail: who corrected or erased which customer, and when."""

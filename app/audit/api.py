@@ -1,0 +1,31 @@
+"""GET /api/v1/audit: the trail, newest first, behind the admin credential."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from app.api import MAX_ID, Cursor, Limit, problems
+from app.audit import service
+from app.audit.schemas import AuditPage
+from app.auth import require_admin
+from app.db import ReadConnectionDep
+
+router = APIRouter(prefix="/api/v1", tags=["audit"], dependencies=[Depends(require_admin)])
+
+
+@router.get(
+    "/audit",
+    responses=problems(401, 422, 503),
+    summary="Who corrected or erased which customer, and when",
+)
+async def list_audit(
+    conn: ReadConnectionDep,
+    customer_id: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="Only this customer's events.")
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> AuditPage:
+    return await service.list_events(conn, customer_id=customer_id, cursor=cursor, limit=limit)

@@ -1,0 +1,1 @@
+"""Sales statistics: purchases, revenue and customers per local day."""

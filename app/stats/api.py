@@ -1,0 +1,60 @@
+"""GET /api/v1/stats/daily: the dashboard's figures and chart, behind the admin credential."""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import cache
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import AfterValidator
+
+from app.api import problems
+from app.auth import require_admin
+from app.db import ReadConnectionDep
+from app.stats import service
+from app.stats.schemas import DailyStats
+
+router = APIRouter(prefix="/api/v1", tags=["stats"], dependencies=[Depends(require_admin)])
+
+
+@cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones())  # reads the zone files: once per process
+
+
+def _known_zone(name: str) -> str:
+    # Only names of the IANA database: ZoneInfo would also try a path-like key on disk.
+    if name not in _zone_names():
+        raise ValueError("not an IANA time zone name, such as 'Europe/Berlin' or 'UTC'")
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("not an IANA time zone name") from None
+    return name
+
+
+TimeZone = Annotated[
+    str,
+    Query(max_length=64, description="IANA time zone: where each day begins.", examples=["UTC"]),
+    AfterValidator(_known_zone),
+]
+
+
+@router.get(
+    "/stats/daily",
+    responses=problems(401, 422, 503),
+    summary="Purchases, revenue and buyers per local day over a range",
+    response_model_by_alias=True,
+)
+async def daily_stats(
+    conn: ReadConnectionDep,
+    from_: Annotated[
+        date | None,
+        Query(alias="from", description="First local day (default: 29 days before `to`)."),
+    ] = None,
+    to: Annotated[date | None, Query(description="Last local day (default: today).")] = None,
+    tz: TimeZone = "UTC",
+) -> DailyStats:
+    return await service.daily(conn, first=from_, last=to, zone=ZoneInfo(tz))
