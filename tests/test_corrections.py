@@ -1,4 +1,4 @@
-"""PATCH /api/v1/customers/{id}: validated like capture, guarded by If-Match, 409 on a taken email."""
+"""PATCH /api/v1/customers/{id}: validated like capture, If-Match guarded, 409 on a taken email."""
 
 from __future__ import annotations
 

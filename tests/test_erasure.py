@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from httpx import AsyncClient
 
 from tests.helpers import assert_problem, purchase
 
 
-async def _buy(client: AsyncClient, **fields: str) -> dict[str, object]:
+async def _buy(client: AsyncClient, **fields: Any) -> dict[str, object]:
     response = await client.post("/api/v1/purchases", json=purchase(**fields))
     assert response.status_code == 201, response.text
     body: dict[str, object] = response.json()

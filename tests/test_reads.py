@@ -195,3 +195,18 @@ async def test_control_character_in_an_email_filter_is_a_422_problem(
     client: AsyncClient, auth: dict[str, str], path: str
 ) -> None:
     assert_problem(await client.get(path, headers=auth), 422)
+
+
+async def test_customers_search_by_email_prefix(client: AsyncClient, auth: dict[str, str]) -> None:
+    for email in ["tim@example.com", "tina@example.com", "sue@example.com", "ti_m@example.com"]:
+        await client.post("/api/v1/purchases", json=purchase(email=email))
+
+    found = await client.get("/api/v1/customers", params={"email_prefix": "TI"}, headers=auth)
+    literal = await client.get("/api/v1/customers", params={"email_prefix": "ti_"}, headers=auth)
+
+    assert {c["email"] for c in found.json()["items"]} == {
+        "tim@example.com",
+        "tina@example.com",
+        "ti_m@example.com",
+    }
+    assert [c["email"] for c in literal.json()["items"]] == ["ti_m@example.com"]
