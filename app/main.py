@@ -156,6 +156,14 @@ def _serve_page(app: FastAPI, settings: Settings) -> None:
             headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"},
         )
 
+    @app.get("/admin", include_in_schema=False)
+    async def admin() -> FileResponse:
+        """The owner's dashboard; it reads the API with the token the owner types in."""
+        return FileResponse(
+            static_dir / "admin" / "index.html",
+            headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"},
+        )
+
 
 class _LazyApp:
     """`app.main:app` for uvicorn: built on first use, so importing this module builds nothing.
