@@ -21,5 +21,5 @@ test-e2e: install chromium ## Run only the browser tests (tests/e2e, marker e2e)
 	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
 
 .PHONY: screenshot
-screenshot: install chromium ## Regenerate docs/screenshot.png (and -phone.png) from the real page
+screenshot: install chromium ## Regenerate docs/screenshot*.png (purchase page, phone, dashboard) from the real pages
 	$(BIN)/python -m tests.e2e.screenshot docs

@@ -2,15 +2,19 @@
 
     python -m tests.e2e.screenshot [DIR]      (`make screenshot`; DIR defaults to docs/)
 
-Writes DIR/screenshot.png (desktop: Tim's first purchase recorded) and DIR/screenshot-phone.png
-(phone width: a field error the shopper can fix).
+Writes DIR/screenshot.png (desktop: Tim's first purchase recorded), DIR/screenshot-phone.png
+(phone width: a field error the shopper can fix) and DIR/screenshot-admin.png (the owner's
+dashboard over two weeks of purchases).
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
+import sqlite3
 import sys
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from playwright.async_api import Browser, Page, async_playwright, expect
@@ -52,7 +56,48 @@ async def take(out: Path, executable: str) -> None:
             await expect(phone.locator("#unit_price-error")).not_to_be_empty()
             await phone.screenshot(path=out / "screenshot-phone.png", full_page=True)
 
+            await seed_two_weeks(server)
+            admin = await open_page(browser, server, 1280, 900)
+            await admin.goto("/admin")
+            await admin.get_by_label("Admin token").fill(server.admin_token)
+            await admin.get_by_role("button", name="Sign in").click()
+            await admin.get_by_label("Range").select_option("30")
+            await admin.get_by_role("button", name="Show").click()
+            await expect(admin.locator("#chart")).to_have_attribute("data-points", "30")
+            await admin.mouse.click(5, 5)
+            await admin.screenshot(path=out / "screenshot-admin.png", full_page=False)
+
             await browser.close()
+
+
+async def seed_two_weeks(server: AppServer) -> None:
+    """Purchases through the API, then spread over the last 14 days in the database (the API
+    stamps every purchase with the time it arrived)."""
+    rng = random.Random(14)
+    names = ["Tim", "Sue", "Ana", "Bo", "Kai", "Lea", "Max", "Noor", "Ola", "Pia"]
+    async with server.api() as client:
+        for n in range(60):
+            name = rng.choice(names)
+            body = {
+                "customer": {"email": f"{name.lower()}@example.com", "name": name},
+                "item": rng.choice(["book", "pen", "T-shirt", "mug", "poster"]),
+                "quantity": rng.randint(1, 3),
+                "unit_price": f"{rng.randint(150, 4000) / 100:.2f}",
+                "currency": "EUR" if n % 4 else "USD",
+            }
+            response = await client.post("/api/v1/purchases", json=body)
+            response.raise_for_status()
+    now = datetime.now(UTC)
+    database = server.database_url.removeprefix("sqlite+aiosqlite:///")
+    with sqlite3.connect(database) as db:
+        for (purchase_id,) in db.execute("SELECT id FROM purchase").fetchall():
+            when = now - timedelta(minutes=rng.randint(0, 14 * 24 * 60))
+            stamp = when.replace(tzinfo=None).isoformat(sep=" ")
+            db.execute("UPDATE purchase SET purchased_at = ? WHERE id = ?", (stamp, purchase_id))
+        db.execute(
+            "UPDATE customer SET created_at = (SELECT min(purchased_at) FROM purchase "
+            "WHERE customer_id = customer.id)"
+        )
 
 
 def main() -> None:
@@ -62,7 +107,7 @@ def main() -> None:
         sys.exit("Debian's chromium is not installed: run `make chromium`")
     out.mkdir(parents=True, exist_ok=True)
     asyncio.run(take(out, executable))
-    for name in ("screenshot.png", "screenshot-phone.png"):
+    for name in ("screenshot.png", "screenshot-phone.png", "screenshot-admin.png"):
         print(f"wrote {out / name}")
 
 
