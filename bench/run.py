@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dashboard_stats import STATS_DAYS, TARGET_STATS_MS, time_daily_stats
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
@@ -809,6 +811,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     rss: list[tuple[int, str, float]] = field(default_factory=list)
     failure: str | None = None
+    stats_ms: float | None = None
 
     def add(self, key: str, phase: Phase) -> Phase:
         self.phases[key] = phase
@@ -833,6 +836,7 @@ class Report:
             "grown_ratio": grown.rate / single.rate if grown and single and single.rate else None,
             "cpu_ms_per_req": single.per_purchase_ms(single.service_cpu) if single else None,
             "rss_mb_max": max((mb for _, _, mb in self.rss), default=None),
+            "stats_90d_ms": self.stats_ms,
             "socket_errors": sum(ph.socket_errors for ph in loads),
             "non2xx": sum(ph.non2xx for ph in loads),
         }
@@ -883,6 +887,7 @@ class Report:
             check("batch / single-endpoint purchases/s", factor, ">=", TARGET_BATCH_FACTOR, 1)
         check("grown / empty rate (32c)", f["grown_ratio"], ">=", TARGET_GROWN_RATIO)
         check("max RSS MB of a service process", f["rss_mb_max"], "<", TARGET_RSS_MB, 1)
+        check("stats/daily 90 days ms (grown)", f["stats_90d_ms"], "<=", TARGET_STATS_MS, 0)
         return rows
 
     def best_workers(self) -> str | None:
@@ -1184,6 +1189,13 @@ def benchmark(args: argparse.Namespace, report: Report, cleanup: list[Callable[[
         say(report.notes[-1])
         warm_up("grownwarm")
         single("grown32", "grown 32c", "grown32", 32)
+        say(f"dashboard: GET /api/v1/stats/daily over {STATS_DAYS} days, grown database")
+        report.stats_ms, counted = time_daily_stats(service.url, service.token)
+        report.notes.append(
+            f"stats/daily over {STATS_DAYS} days (Europe/Berlin): median "
+            f"{report.stats_ms:.0f} ms of 5, {counted:,} purchases counted"
+        )
+        say(report.notes[-1])
 
     service.stop()
     problems = service.log_problems()
