@@ -92,6 +92,22 @@ async def test_a_replayed_capture_no_longer_returns_the_erased_email(
     assert again.json()["customer"]["id"] != customer_id
 
 
+async def test_a_replayed_batch_no_longer_returns_the_erased_email(
+    client: AsyncClient, auth: dict[str, str]
+) -> None:
+    headers = {"Idempotency-Key": "batch-erase-1"}
+    body = {"purchases": [purchase(), purchase(email="sue@example.com", name="Sue")]}
+    first = await client.post("/api/v1/purchases/batch", json=body, headers=headers)
+    customer_id = first.json()["purchases"][0]["customer"]["id"]
+
+    await client.delete(f"/api/v1/customers/{customer_id}", headers=auth)
+    again = await client.post("/api/v1/purchases/batch", json=body, headers=headers)
+
+    assert "Idempotent-Replayed" not in again.headers
+    assert "tim@example.com" in again.text  # stored anew, for a new customer
+    assert again.json()["purchases"][0]["customer"]["id"] != customer_id
+
+
 async def test_an_erased_customer_cannot_be_corrected(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
