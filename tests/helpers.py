@@ -97,3 +97,24 @@ async def stored_purchases(engine: AsyncEngine) -> list[RowMapping]:
 async def stored_customers(engine: AsyncEngine) -> list[RowMapping]:
     """Every customer row, oldest first."""
     return await read_rows(engine, select(Customer.__table__).order_by(Customer.id))
+
+
+async def new_customer(client: AsyncClient, **fields: Any) -> int:
+    """Captures one purchase; returns the id of its customer."""
+    created = await client.post("/api/v1/purchases", json=purchase(**fields))
+    assert created.status_code == 201, created.text
+    customer_id: int = created.json()["customer"]["id"]
+    return customer_id
+
+
+async def correct(
+    client: AsyncClient,
+    auth: dict[str, str],
+    customer_id: int,
+    body: dict[str, Any],
+    if_match: str = "*",
+) -> Response:
+    """PATCHes the customer with this If-Match ("*": whatever its version)."""
+    return await client.patch(
+        f"/api/v1/customers/{customer_id}", json=body, headers={**auth, "If-Match": if_match}
+    )

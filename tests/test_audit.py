@@ -6,7 +6,7 @@ from typing import Any
 
 from httpx import AsyncClient
 
-from tests.helpers import assert_problem, purchase
+from tests.helpers import assert_problem, correct, new_customer
 
 
 async def _events(client: AsyncClient, auth: dict[str, str], **params: Any) -> list[Any]:
@@ -16,21 +16,11 @@ async def _events(client: AsyncClient, auth: dict[str, str], **params: Any) -> l
     return items
 
 
-async def _customer(client: AsyncClient) -> int:
-    created = await client.post("/api/v1/purchases", json=purchase())
-    customer_id: int = created.json()["customer"]["id"]
-    return customer_id
-
-
 async def test_a_correction_is_recorded_with_fields_and_credential(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
-    customer_id = await _customer(client)
-    await client.patch(
-        f"/api/v1/customers/{customer_id}",
-        json={"name": "Tim B", "email": "tim@example.org"},
-        headers={**auth, "If-Match": "*"},
-    )
+    customer_id = await new_customer(client)
+    await correct(client, auth, customer_id, {"name": "Tim B", "email": "tim@example.org"})
 
     (event,) = await _events(client, auth)
 
@@ -44,12 +34,8 @@ async def test_a_correction_is_recorded_with_fields_and_credential(
 async def test_an_erasure_is_recorded_once_and_never_with_the_erased_values(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
-    customer_id = await _customer(client)
-    await client.patch(
-        f"/api/v1/customers/{customer_id}",
-        json={"name": "Tim B"},
-        headers={**auth, "If-Match": "*"},
-    )
+    customer_id = await new_customer(client)
+    await correct(client, auth, customer_id, {"name": "Tim B"})
     for _ in range(2):
         await client.delete(f"/api/v1/customers/{customer_id}", headers=auth)
 
@@ -66,12 +52,8 @@ async def test_an_erasure_is_recorded_once_and_never_with_the_erased_values(
 async def test_a_refused_correction_is_not_recorded(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
-    customer_id = await _customer(client)
-    await client.patch(
-        f"/api/v1/customers/{customer_id}",
-        json={"name": "X"},
-        headers={**auth, "If-Match": '"old"'},
-    )
+    customer_id = await new_customer(client)
+    await correct(client, auth, customer_id, {"name": "X"}, '"old"')
 
     assert await _events(client, auth) == []
 
@@ -79,10 +61,8 @@ async def test_a_refused_correction_is_not_recorded(
 async def test_a_correction_to_the_same_values_records_nothing(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
-    customer_id = await _customer(client)
-    await client.patch(
-        f"/api/v1/customers/{customer_id}", json={"name": "Tim"}, headers={**auth, "If-Match": "*"}
-    )
+    customer_id = await new_customer(client)
+    await correct(client, auth, customer_id, {"name": "Tim"})
 
     assert await _events(client, auth) == []
 
@@ -90,13 +70,9 @@ async def test_a_correction_to_the_same_values_records_nothing(
 async def test_the_trail_pages_newest_first_and_filters_by_customer(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
-    customer_id = await _customer(client)
+    customer_id = await new_customer(client)
     for n in range(3):
-        await client.patch(
-            f"/api/v1/customers/{customer_id}",
-            json={"name": f"Tim {n}"},
-            headers={**auth, "If-Match": "*"},
-        )
+        await correct(client, auth, customer_id, {"name": f"Tim {n}"})
     first = (await client.get("/api/v1/audit", params={"limit": 2}, headers=auth)).json()
 
     rest = await _events(client, auth, limit=2, cursor=first["next_cursor"])

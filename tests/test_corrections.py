@@ -7,13 +7,7 @@ from typing import Any
 import pytest
 from httpx import AsyncClient
 
-from tests.helpers import assert_problem, purchase
-
-
-async def _customer(client: AsyncClient, email: str = "tim@example.com", name: str = "Tim") -> int:
-    created = await client.post("/api/v1/purchases", json=purchase(email=email, name=name))
-    customer_id: int = created.json()["customer"]["id"]
-    return customer_id
+from tests.helpers import assert_problem, correct, new_customer, purchase
 
 
 async def _etag(client: AsyncClient, auth: dict[str, str], customer_id: int) -> str:
@@ -22,21 +16,13 @@ async def _etag(client: AsyncClient, auth: dict[str, str], customer_id: int) -> 
     return response.headers["etag"]
 
 
-async def _patch(
-    client: AsyncClient, auth: dict[str, str], customer_id: int, body: dict[str, Any], tag: str
-) -> Any:
-    return await client.patch(
-        f"/api/v1/customers/{customer_id}", json=body, headers={**auth, "If-Match": tag}
-    )
-
-
 async def test_correcting_a_name_returns_it_with_a_new_etag(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
-    customer_id = await _customer(client)
+    customer_id = await new_customer(client)
     tag = await _etag(client, auth, customer_id)
 
-    response = await _patch(client, auth, customer_id, {"name": "  Tim Berners "}, tag)
+    response = await correct(client, auth, customer_id, {"name": "  Tim Berners "}, tag)
 
     assert response.status_code == 200, response.text
     assert response.json()["name"] == "Tim Berners"
@@ -48,10 +34,10 @@ async def test_correcting_a_name_returns_it_with_a_new_etag(
 async def test_correcting_an_email_normalises_it_as_capture_does(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
-    customer_id = await _customer(client)
+    customer_id = await new_customer(client)
     tag = await _etag(client, auth, customer_id)
 
-    response = await _patch(client, auth, customer_id, {"email": " Tim@Example.ORG "}, tag)
+    response = await correct(client, auth, customer_id, {"email": " Tim@Example.ORG "}, tag)
 
     assert response.json()["email"] == "tim@example.org"
 
@@ -59,8 +45,8 @@ async def test_correcting_an_email_normalises_it_as_capture_does(
 async def test_a_purchase_under_the_corrected_email_finds_the_same_customer(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
-    customer_id = await _customer(client)
-    await _patch(client, auth, customer_id, {"email": "tim@example.org"}, "*")
+    customer_id = await new_customer(client)
+    await correct(client, auth, customer_id, {"email": "tim@example.org"})
 
     again = await client.post("/api/v1/purchases", json=purchase(email="tim@example.org"))
 
@@ -70,11 +56,11 @@ async def test_a_purchase_under_the_corrected_email_finds_the_same_customer(
 async def test_email_of_another_customer_is_a_409_naming_it(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
-    tim = await _customer(client)
-    sue = await _customer(client, email="sue@example.com", name="Sue")
+    tim = await new_customer(client)
+    sue = await new_customer(client, email="sue@example.com", name="Sue")
     tag = await _etag(client, auth, tim)
 
-    response = await _patch(client, auth, tim, {"email": "SUE@example.com"}, tag)
+    response = await correct(client, auth, tim, {"email": "SUE@example.com"}, tag)
 
     problem = assert_problem(response, 409)
     assert f"customer {sue}" in problem["detail"]
@@ -85,11 +71,11 @@ async def test_email_of_another_customer_is_a_409_naming_it(
 async def test_stale_etag_is_a_412_and_changes_nothing(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
-    customer_id = await _customer(client)
+    customer_id = await new_customer(client)
     stale = await _etag(client, auth, customer_id)
-    assert (await _patch(client, auth, customer_id, {"name": "First"}, stale)).status_code == 200
+    assert (await correct(client, auth, customer_id, {"name": "First"}, stale)).status_code == 200
 
-    response = await _patch(client, auth, customer_id, {"name": "Second"}, stale)
+    response = await correct(client, auth, customer_id, {"name": "Second"}, stale)
 
     assert_problem(response, 412)
     stored = (await client.get(f"/api/v1/customers/{customer_id}", headers=auth)).json()
@@ -99,17 +85,17 @@ async def test_stale_etag_is_a_412_and_changes_nothing(
 async def test_a_capture_between_read_and_correction_makes_the_etag_stale(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
-    customer_id = await _customer(client)
+    customer_id = await new_customer(client)
     tag = await _etag(client, auth, customer_id)
     await client.post("/api/v1/purchases", json=purchase(name="Timothy"))
 
-    assert_problem(await _patch(client, auth, customer_id, {"name": "Tim B"}, tag), 412)
+    assert_problem(await correct(client, auth, customer_id, {"name": "Tim B"}, tag), 412)
 
 
 async def test_correction_without_if_match_is_a_428(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
-    customer_id = await _customer(client)
+    customer_id = await new_customer(client)
 
     response = await client.patch(
         f"/api/v1/customers/{customer_id}", json={"name": "X"}, headers=auth
@@ -125,20 +111,20 @@ async def test_correction_without_if_match_is_a_428(
 async def test_invalid_correction_is_a_422(
     client: AsyncClient, auth: dict[str, str], body: dict[str, Any]
 ) -> None:
-    customer_id = await _customer(client)
+    customer_id = await new_customer(client)
 
-    assert_problem(await _patch(client, auth, customer_id, body, "*"), 422)
+    assert_problem(await correct(client, auth, customer_id, body, "*"), 422)
 
 
 async def test_correcting_a_missing_customer_is_a_404(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
-    assert_problem(await _patch(client, auth, 999, {"name": "X"}, "*"), 404)
+    assert_problem(await correct(client, auth, 999, {"name": "X"}, "*"), 404)
 
 
 @pytest.mark.parametrize("method", ["PATCH", "DELETE"])
 async def test_changes_need_the_admin_token(client: AsyncClient, method: str) -> None:
-    customer_id = await _customer(client)
+    customer_id = await new_customer(client)
 
     response = await client.request(
         method,

@@ -6,7 +6,7 @@ from typing import Any
 
 from httpx import AsyncClient
 
-from tests.helpers import assert_problem, purchase
+from tests.helpers import assert_problem, correct, new_customer, purchase
 
 
 async def _buy(client: AsyncClient, **fields: Any) -> dict[str, object]:
@@ -16,17 +16,10 @@ async def _buy(client: AsyncClient, **fields: Any) -> dict[str, object]:
     return body
 
 
-async def _customer_id(client: AsyncClient) -> int:
-    created = await _buy(client)
-    customer = created["customer"]
-    assert isinstance(customer, dict)
-    return int(customer["id"])
-
-
 async def test_erasure_replaces_email_and_name_by_a_tombstone(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
-    customer_id = await _customer_id(client)
+    customer_id = await new_customer(client)
 
     response = await client.delete(f"/api/v1/customers/{customer_id}", headers=auth)
 
@@ -41,7 +34,7 @@ async def test_erasure_replaces_email_and_name_by_a_tombstone(
 async def test_erasure_keeps_the_purchases_and_their_amounts(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
-    customer_id = await _customer_id(client)
+    customer_id = await new_customer(client)
     await _buy(client, unit_price="0.10", quantity=3)
 
     await client.delete(f"/api/v1/customers/{customer_id}", headers=auth)
@@ -56,7 +49,7 @@ async def test_erasure_keeps_the_purchases_and_their_amounts(
 async def test_erasing_twice_answers_204_both_times(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
-    customer_id = await _customer_id(client)
+    customer_id = await new_customer(client)
 
     first = await client.delete(f"/api/v1/customers/{customer_id}", headers=auth)
     second = await client.delete(f"/api/v1/customers/{customer_id}", headers=auth)
@@ -67,7 +60,7 @@ async def test_erasing_twice_answers_204_both_times(
 async def test_a_later_purchase_with_the_old_email_creates_a_new_customer(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
-    customer_id = await _customer_id(client)
+    customer_id = await new_customer(client)
     await client.delete(f"/api/v1/customers/{customer_id}", headers=auth)
 
     again = await _buy(client)
@@ -111,14 +104,10 @@ async def test_a_replayed_batch_no_longer_returns_the_erased_email(
 async def test_an_erased_customer_cannot_be_corrected(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
-    customer_id = await _customer_id(client)
+    customer_id = await new_customer(client)
     await client.delete(f"/api/v1/customers/{customer_id}", headers=auth)
 
-    response = await client.patch(
-        f"/api/v1/customers/{customer_id}",
-        json={"name": "Tim"},
-        headers={**auth, "If-Match": "*"},
-    )
+    response = await correct(client, auth, customer_id, {"name": "Tim"})
 
     assert_problem(response, 410)
 
@@ -132,7 +121,7 @@ async def test_erasing_a_missing_customer_is_a_404(
 async def test_erasure_with_a_stale_etag_is_a_412(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
-    customer_id = await _customer_id(client)
+    customer_id = await new_customer(client)
     stale = (await client.get(f"/api/v1/customers/{customer_id}", headers=auth)).headers["etag"]
     await _buy(client, name="Timothy")
 
