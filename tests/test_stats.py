@@ -139,6 +139,8 @@ async def test_new_and_returning_customers(
         {"from": "2026-11-30", "to": "2026-11-01"},
         {"from": "2025-01-01", "to": "2026-11-01"},
         {"from": "yesterday"},
+        {"from": "0001-01-01", "to": "0001-01-02", "tz": "Asia/Tokyo"},
+        {"from": "9999-12-30", "to": "9999-12-31"},
     ],
 )
 async def test_bad_range_or_zone_is_a_422(

@@ -15,6 +15,9 @@ from app.stats import repository
 from app.stats.schemas import DailyStats, DayOut, TotalsOut
 
 MAX_DAYS = 366
+# Day boundaries are computed one day either side of the range: these keep them representable.
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(9998, 12, 31)
 
 
 def day_starts(first: date, last: date, zone: ZoneInfo) -> list[datetime]:
@@ -44,6 +47,8 @@ async def daily(
     first = first or last - timedelta(days=29)
     if first > last:
         raise InvalidRange("'from' must not be after 'to'.")
+    if first < FIRST_DAY or last > LAST_DAY:
+        raise InvalidRange(f"Dates run from {FIRST_DAY} to {LAST_DAY}.")
     if (last - first).days + 1 > MAX_DAYS:
         raise InvalidRange(f"A range covers at most {MAX_DAYS} days.")
     bounds = day_starts(first, last, zone)
