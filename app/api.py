@@ -194,14 +194,9 @@ async def get_customer(
 
 # --- corrections and erasure (admin credential; each change goes to the audit trail) ---
 
-IfMatch = Annotated[
-    str | None,
-    Header(
-        alias="If-Match",
-        max_length=1024,
-        description="The customer's `ETag` as last read: a stale one is refused with 412.",
-    ),
-]
+_IF_MATCH = "The customer's `ETag` as last read (`*`: any version); a stale one is a 412."
+IfMatch = Annotated[str, Header(alias="If-Match", max_length=1024, description=_IF_MATCH)]
+OptionalIfMatch = Annotated[str | None, Header(alias="If-Match", max_length=1024)]
 
 
 def _record_change(request: Request) -> services.RecordChange:
@@ -215,7 +210,7 @@ corrections = APIRouter(prefix="/api/v1", tags=["corrections"])
 
 @corrections.patch(
     "/customers/{customer_id}",
-    responses=problems(400, 401, 404, 409, 410, 412, 413, 415, 422, 428, 503),
+    responses=problems(400, 401, 404, 409, 410, 412, 413, 415, 422, 503),
     summary="Correct a customer's name and/or email (needs If-Match)",
 )
 async def correct_customer(
@@ -225,7 +220,7 @@ async def correct_customer(
     customer_id: CustomerId,
     patch: Annotated[CustomerPatch, Body()],
     response: Response,
-    if_match: IfMatch = None,
+    if_match: IfMatch,
 ) -> CustomerDetail:
     async with database.connect() as conn:
         customer, tag = await services.correct_customer(
@@ -251,7 +246,7 @@ async def erase_customer(
     database: DatabaseDep,
     credential: CredentialDep,
     customer_id: CustomerId,
-    if_match: IfMatch = None,
+    if_match: OptionalIfMatch = None,
 ) -> Response:
     async with database.connect() as conn:
         await services.erase_customer(

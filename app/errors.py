@@ -82,11 +82,6 @@ class PreconditionFailed(AppError):
     title = "Precondition failed"
 
 
-class PreconditionRequired(AppError):
-    status = 428
-    title = "Precondition required"
-
-
 class InvalidRange(AppError):
     status = 422
     title = "Invalid range"

@@ -302,18 +302,29 @@ class CustomerPage(BaseModel):
 # --- corrections (PATCH /customers/{id}) ---
 
 
+def _patch_schema(schema: dict[str, Any]) -> None:
+    # Each field may be left out, but not sent as null, and one of them must be there.
+    for prop in schema.get("properties", {}).values():
+        choices = [c for c in prop.pop("anyOf", []) if c.get("type") != "null"]
+        if choices:
+            prop.update(choices[0])
+        prop.pop("default", None)
+    schema["minProperties"] = 1
+    schema["examples"] = [{"name": "Tim Berners"}, {"email": "tim@example.org"}]
+
+
 class CustomerPatch(StrictModel):
     """A correction: the fields given are replaced, validated and normalised as at capture."""
 
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"name": "Tim Berners"}, {"email": "tim@example.org"}]}
-    )
+    model_config = ConfigDict(json_schema_extra=_patch_schema)
 
     email: Email | None = None
     name: Name | None = None
 
     @model_validator(mode="after")
     def _something_to_change(self) -> CustomerPatch:
+        if any(getattr(self, field) is None for field in self.model_fields_set):
+            raise ValueError("a field given must not be null; leave it out to keep it")
         if self.email is None and self.name is None:
             raise ValueError("give a name, an email or both")
         return self

@@ -20,7 +20,6 @@ from app.errors import (
     InvalidCursor,
     NotFound,
     PreconditionFailed,
-    PreconditionRequired,
 )
 from app.idempotency import Captured, RetryKey, once, utcnow
 from app.metrics import tally
@@ -354,12 +353,9 @@ def etag(row: CustomerRow | CustomerOut) -> str:
     return '"' + hashlib.sha256(state.encode()).hexdigest()[:24] + '"'
 
 
-def _check_precondition(row: CustomerRow, if_match: str | None, *, required: bool) -> None:
+def _check_precondition(row: CustomerRow, if_match: str | None) -> None:
+    """No If-Match is no condition (a correction's route requires one; an erasure's not)."""
     if if_match is None:
-        if required:
-            raise PreconditionRequired(
-                "Send 'If-Match' with the ETag of the customer as you last read it."
-            )
         return
     tags = {tag.strip() for tag in if_match.split(",")}
     if "*" not in tags and etag(row) not in tags:
@@ -380,7 +376,7 @@ async def correct_customer(
     *,
     customer_id: int,
     patch: CustomerPatch,
-    if_match: str | None,
+    if_match: str,
     credential: str,
     record: RecordChange,
 ) -> tuple[CustomerDetail, str]:
@@ -393,7 +389,7 @@ async def correct_customer(
         row = await _locked(customers, customer_id)
         if row.email == tombstone_email(row.id):
             raise Gone(f"Customer {customer_id} was erased; there is nothing left to correct.")
-        _check_precondition(row, if_match, required=True)
+        _check_precondition(row, if_match)
         wanted = {"email": patch.email, "name": patch.name}
         values = {k: v for k, v in wanted.items() if v is not None and v != getattr(row, k)}
         if "email" in values:
@@ -443,7 +439,7 @@ async def erase_customer(
         tombstone = tombstone_email(customer_id)
         if row.email == tombstone:
             return
-        _check_precondition(row, if_match, required=False)
+        _check_precondition(row, if_match)
         now = utcnow()
         await customers.overwrite(
             customer_id, values={"email": tombstone, "name": ERASED_NAME}, now=now

@@ -92,7 +92,7 @@ async def test_a_capture_between_read_and_correction_makes_the_etag_stale(
     assert_problem(await correct(client, auth, customer_id, {"name": "Tim B"}, tag), 412)
 
 
-async def test_correction_without_if_match_is_a_428(
+async def test_correction_without_if_match_is_a_422(
     client: AsyncClient, auth: dict[str, str]
 ) -> None:
     customer_id = await new_customer(client)
@@ -101,12 +101,20 @@ async def test_correction_without_if_match_is_a_428(
         f"/api/v1/customers/{customer_id}", json={"name": "X"}, headers=auth
     )
 
-    assert_problem(response, 428)
+    assert_problem(response, 422)
 
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"email": "not-an-email"}, {"email": "x@example.invalid"}, {"name": " "}, {"id": 3}],
+    [
+        {},
+        {"name": None},
+        {"email": None, "name": "Tim"},
+        {"email": "not-an-email"},
+        {"email": "x@example.invalid"},
+        {"name": " "},
+        {"id": 3},
+    ],
 )
 async def test_invalid_correction_is_a_422(
     client: AsyncClient, auth: dict[str, str], body: dict[str, Any]
