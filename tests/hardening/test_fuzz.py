@@ -53,6 +53,12 @@ def run_schemathesis(base_url: str, workdir: Path, *arguments: str) -> str:
         f"{base_url}/openapi.json",
         "--checks",
         "all",
+        # Erasure is an anonymisation, not a removal: DELETE /api/v1/customers/{id} (the only
+        # DELETE) replaces the email and name by a tombstone, and the customer stays with its
+        # purchases, for the books; a later GET answers 200 with `"erased": true` by design,
+        # which the stateful "deleted resource still available" check counts as a failure.
+        "--exclude-checks",
+        "use_after_free",
         "--seed",
         str(SEED),
         "--header",
