@@ -99,14 +99,19 @@ function todayIn(tz) {
   return new Intl.DateTimeFormat("en-CA", { timeZone: tz }).format(new Date());
 }
 
+// The last `days` local days, today included, in the zone.
+function lastDays(days, tz) {
+  const to = todayIn(tz);
+  const from = new Date(`${to}T00:00:00Z`);
+  from.setUTCDate(from.getUTCDate() - (days - 1));
+  return { from: isoDate(from), to };
+}
+
 function rangeParams() {
   const tz = $("tz").value.trim() || "UTC";
   const range = $("range").value;
   if (range === "custom") return { from: $("from").value, to: $("to").value, tz };
-  const to = todayIn(tz);
-  const from = new Date(`${to}T00:00:00Z`);
-  from.setUTCDate(from.getUTCDate() - (Number(range) - 1));
-  return { from: isoDate(from), to, tz };
+  return { ...lastDays(Number(range), tz), tz };
 }
 
 async function loadOverview() {
@@ -134,60 +139,49 @@ function onRangeChange() {
   const custom = $("range").value === "custom";
   for (const el of document.querySelectorAll(".custom-date")) el.hidden = !custom;
   if (custom && !$("from").value) {
-    const { from, to } = { ...rangeParamsFor(30) };
+    const { from, to } = lastDays(30, $("tz").value.trim() || "UTC");
     $("from").value = from;
     $("to").value = to;
   }
 }
 
-function rangeParamsFor(days) {
-  const to = todayIn($("tz").value.trim() || "UTC");
-  const from = new Date(`${to}T00:00:00Z`);
-  from.setUTCDate(from.getUTCDate() - (days - 1));
-  return { from: isoDate(from), to };
+// --- the two lists: keyset pages, newest first ---
+
+// A list view: `name` names its table and buttons, `filter()` gives its query parameters.
+function pagedList(name, path, filter, cells) {
+  const state = { next: null };
+  const load = async (cursor) => {
+    const { body } = await api(`${path}${query({ ...filter(), limit: PAGE, cursor })}`);
+    fillRows($(`${name}-table`).tBodies[0], body.items, cells);
+    state.next = body.next_cursor;
+    $(`${name}-next`).disabled = !body.next_cursor;
+    $(`${name}-first`).disabled = !cursor;
+  };
+  $(`${name}-next`).addEventListener("click", () => load(state.next).catch(failed));
+  $(`${name}-first`).addEventListener("click", () => load(null).catch(failed));
+  return load;
 }
 
-// --- purchases ---
-
-const purchaseCursors = { next: null };
-
-async function loadPurchases(cursor) {
-  const email = $("purchase-email").value.trim();
-  const { body } = await api(
-    `/api/v1/purchases${query({ customer_email: email, limit: PAGE, cursor })}`,
-  );
-  fillRows($("purchases-table").tBodies[0], body.items, (p) => [
+const loadPurchases = pagedList(
+  "purchases",
+  "/api/v1/purchases",
+  () => ({ customer_email: $("purchase-email").value.trim() }),
+  (p) => [
     p.id,
     when(p.purchased_at),
     link(`#/customers/${p.customer.id}`, p.customer.email),
     p.item,
     p.quantity,
     `${p.currency} ${p.total}`,
-  ]);
-  purchaseCursors.next = body.next_cursor;
-  $("purchases-next").disabled = !body.next_cursor;
-  $("purchases-first").disabled = !cursor;
-}
+  ],
+);
 
-// --- customers ---
-
-const customerCursors = { next: null };
-
-async function loadCustomers(cursor) {
-  const prefix = $("customer-prefix").value.trim();
-  const { body } = await api(
-    `/api/v1/customers${query({ email_prefix: prefix, limit: PAGE, cursor })}`,
-  );
-  fillRows($("customers-table").tBodies[0], body.items, (c) => [
-    c.id,
-    link(`#/customers/${c.id}`, c.name),
-    c.email,
-    day(c.created_at),
-  ]);
-  customerCursors.next = body.next_cursor;
-  $("customers-next").disabled = !body.next_cursor;
-  $("customers-first").disabled = !cursor;
-}
+const loadCustomers = pagedList(
+  "customers",
+  "/api/v1/customers",
+  () => ({ email_prefix: $("customer-prefix").value.trim() }),
+  (c) => [c.id, link(`#/customers/${c.id}`, c.name), c.email, day(c.created_at)],
+);
 
 // --- one customer ---
 
@@ -291,14 +285,10 @@ function wire() {
     e.preventDefault();
     loadPurchases(null).catch(failed);
   });
-  $("purchases-next").addEventListener("click", () => loadPurchases(purchaseCursors.next).catch(failed));
-  $("purchases-first").addEventListener("click", () => loadPurchases(null).catch(failed));
   $("customer-search").addEventListener("submit", (e) => {
     e.preventDefault();
     loadCustomers(null).catch(failed);
   });
-  $("customers-next").addEventListener("click", () => loadCustomers(customerCursors.next).catch(failed));
-  $("customers-first").addEventListener("click", () => loadCustomers(null).catch(failed));
   $("correct-form").addEventListener("submit", correct);
   $("erase").addEventListener("click", askErase);
   $("erase-dialog").addEventListener("close", onEraseDialogClose);
