@@ -16,7 +16,7 @@ from decimal import Decimal
 from sqlalchemy import Integer, and_, case, column, func, select, values
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.columns import UTCDateTime
+from app.columns import UTCDateTime, money_sum, summed_money
 from app.models import Customer, Purchase  # read only, for SQL over sales' tables
 
 
@@ -47,8 +47,9 @@ async def day_buckets(conn: AsyncConnection, bounds: Sequence[datetime]) -> list
         .data(rows)
         .cte("days")
     )
+    dialect = conn.dialect.name
     query = (
-        select(days.c.i, Purchase.currency, func.count(), func.sum(Purchase.total))
+        select(days.c.i, Purchase.currency, func.count(), *money_sum(Purchase.total, dialect))
         .select_from(days)
         .join(
             Purchase,
@@ -56,9 +57,10 @@ async def day_buckets(conn: AsyncConnection, bounds: Sequence[datetime]) -> list
         )
         .group_by(days.c.i, Purchase.currency)
     )
-    # SUM keeps the Money type (integer cents on SQLite): exact on both databases.
+    # Exact on both databases, and on SQLite without an integer overflow (app.columns).
     return [
-        DayBucket(i, currency, n, amount) for i, currency, n, amount in await conn.execute(query)
+        DayBucket(i, currency, n, summed_money(amount, dialect))
+        for i, currency, n, *amount in await conn.execute(query)
     ]
 
 
