@@ -1191,9 +1191,10 @@ def benchmark(args: argparse.Namespace, report: Report, cleanup: list[Callable[[
         single("grown32", "grown 32c", "grown32", 32)
         say(f"dashboard: GET /api/v1/stats/daily over {STATS_DAYS} days, grown database")
         report.stats_ms, counted = time_daily_stats(service.url, service.token)
+        outcome = f"{counted:,} purchases counted" if counted >= 0 else "refused (503)"
         report.notes.append(
             f"stats/daily over {STATS_DAYS} days (Europe/Berlin): median "
-            f"{report.stats_ms:.0f} ms of 5, {counted:,} purchases counted"
+            f"{report.stats_ms:.0f} ms of 5, {outcome}"
         )
         say(report.notes[-1])
 
