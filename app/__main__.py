@@ -1,6 +1,6 @@
 """`python -m app [uvicorn options]`: how the service is run (make run, the container).
 
-uvicorn's own command line, with two changes:
+uvicorn's own command line, with these changes:
 - SIGTERM: uvicorn finishes the requests in flight and then raises the signal again, so the
   process ends "killed by SIGTERM" (status 143), which orchestrators report as a failure. Here
   that re-raised SIGTERM, sent only once uvicorn has shut down cleanly, exits with 0 instead.
@@ -14,10 +14,13 @@ uvicorn's own command line, with two changes:
   status 3 whatever the worker count. With `--workers` (the container's WEB_CONCURRENCY=2),
   uvicorn's supervisor stops when a worker fails to start but then exits 0, which reads as a
   clean stop to an orchestrator.
+- With several workers, metrics are kept in prometheus_client's multiprocess mode: a directory
+  of this run's own, made (or emptied) here before the workers start (app.multiprocess).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from types import FrameType
@@ -25,6 +28,7 @@ from types import FrameType
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
+from app.multiprocess import prepared_directory
 from app.server import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
 from app.settings import InvalidSettings, Settings, describe_invalid
 
@@ -66,10 +70,26 @@ def check_settings() -> None:
         sys.exit(STARTUP_FAILURE)
 
 
+def worker_count(options: list[str]) -> int:
+    """How many worker processes uvicorn will run: `--workers`, else WEB_CONCURRENCY, else 1;
+    one under `--reload`, which ignores both."""
+    if "--reload" in options:
+        return 1
+    value = _option_value(options, "--workers") or os.environ.get("WEB_CONCURRENCY") or "1"
+    try:
+        return int(value)
+    except ValueError:
+        return 1  # uvicorn refuses it itself, with its own message
+
+
 def main() -> None:
     check_settings()
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.main(args=uvicorn_args(sys.argv[1:]), prog_name="python -m app")
+    options = sys.argv[1:]
+    # Before uvicorn spawns the workers, which inherit the directory through the environment;
+    # removed (if made here) once uvicorn has stopped them all.
+    with prepared_directory(worker_count(options)):
+        uvicorn.main(args=uvicorn_args(options), prog_name="python -m app")
 
 
 if __name__ == "__main__":

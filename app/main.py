@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             purger.cancel()
             await asyncio.gather(purger, return_exceptions=True)
             await engine.dispose()
+            metrics.close()
 
     # FastAPIOffline serves Swagger UI's assets itself: /docs works with no CDN reachable.
     app = FastAPIOffline(

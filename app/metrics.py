@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
 from fastapi import FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import Scope
+
+from app import multiprocess
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 METRICS_PATH = "/metrics"
@@ -43,10 +56,30 @@ def tally(*, purchases: int, created: int, updated: int) -> None:
 
 
 class Metrics:
-    """One registry per app, so several apps (tests, workers) never share or clash."""
+    """The service's metrics, one set per app so that several apps (tests) never share or clash.
+
+    In one process they live in this app's registry, with the library's process collector. With
+    several workers (PROMETHEUS_MULTIPROC_DIR set, see app.multiprocess) each worker writes them
+    to its files, and /metrics sums every worker's files instead: counters and histograms of all
+    workers, dead ones included, the pool gauge of the live ones, and each live worker's process
+    metrics labelled by pid.
+    """
 
     def __init__(self) -> None:
+        # The `_created` series (one per counter and histogram child) only repeat the process's
+        # start time, which process_start_time_seconds gives; multiprocess mode has none anyway.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.multiprocess_dir = multiprocess.directory()
         self.registry = CollectorRegistry()
+        if self.multiprocess_dir is None:
+            self.exposed = self.registry
+            ProcessCollector(registry=self.registry)
+        else:
+            # A pid reused from a worker that died unmarked would inherit its live gauges.
+            multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)
+            self.exposed = CollectorRegistry()
+            MultiProcessCollector(self.exposed, str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+            self.exposed.register(multiprocess.WorkerProcessCollector(self.multiprocess_dir))
         self._counters = {
             PURCHASES: Counter(PURCHASES, "Purchases stored", registry=self.registry),
             CUSTOMERS_CREATED: Counter(
@@ -60,6 +93,7 @@ class Metrics:
             "db_pool_connections_in_use",
             "Database connections checked out of the pool",
             registry=self.registry,
+            multiprocess_mode="livesum",  # every running worker's pool, none of the dead ones'
         )
 
         labels = ("handler", "method", "status")
@@ -79,11 +113,16 @@ class Metrics:
         # One pair of children per series: `.labels()` validates and locks on every call.
         self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
+    def close(self) -> None:
+        """On a worker's shutdown: its live gauges leave the sums (its counters stay)."""
+        if self.multiprocess_dir is not None:
+            multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)
+
     def expose(self, app: FastAPI) -> None:
         """GET /metrics: this app's registry as Prometheus text, left out of the API spec."""
 
         async def metrics() -> Response:
-            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+            return Response(generate_latest(self.exposed), media_type=CONTENT_TYPE_LATEST)
 
         app.get(METRICS_PATH, include_in_schema=False)(metrics)
 
@@ -103,8 +142,11 @@ class Metrics:
         series[1].observe(seconds)
 
     def watch_pool(self, engine: AsyncEngine) -> None:
-        pool = engine.pool
-        self.pool_in_use.set_function(lambda: float(getattr(pool, "checkedout", lambda: 0)()))
+        """Counts checkouts and checkins as they happen: a value computed at scrape time (a
+        gauge function) would be the answering worker's alone in multiprocess mode."""
+        pool = engine.sync_engine.pool
+        event.listen(pool, "checkout", lambda *_: self.pool_in_use.inc())
+        event.listen(pool, "checkin", lambda *_: self.pool_in_use.dec())
 
     def record_committed(self, counts: Mapping[str, object]) -> None:
         for key, counter in self._counters.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -118,3 +119,17 @@ async def correct(
     return await client.patch(
         f"/api/v1/customers/{customer_id}", json=body, headers={**auth, "If-Match": if_match}
     )
+
+
+def assert_promtool_accepts(exposition: str) -> None:
+    """`promtool check metrics` (Debian's prometheus package, installed by `make test`)."""
+    done = subprocess.run(
+        ["promtool", "check", "metrics"],  # noqa: S607 - installed from the Makefile
+        input=exposition,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not (done.stdout + done.stderr).strip(), done.stdout + done.stderr

@@ -51,10 +51,15 @@ def migrate(database_url: str) -> None:
         raise RuntimeError(f"alembic upgrade head failed:\n{done.stdout}\n{done.stderr}")
 
 
+# The app's settings, and what switches multiprocess metrics or tracing on, come from the test.
+_NOT_INHERITED = ("APP_", "PROMETHEUS_MULTIPROC_DIR", "OTEL_")
+
+
 def app_env(database_url: str, **settings: str) -> dict[str, str]:
-    """The environment of an app process: ours, less any APP_*, plus the test's settings
-    (`admin_token="..."` becomes APP_ADMIN_TOKEN, in place of `ADMIN_TOKEN`)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("APP_")}
+    """The environment of an app process: ours, less any APP_*, PROMETHEUS_MULTIPROC_DIR or
+    OTEL_*, plus the test's settings (`admin_token="..."` becomes APP_ADMIN_TOKEN, in place of
+    `ADMIN_TOKEN`)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(_NOT_INHERITED)}
     env.update(
         {
             "APP_ENVIRONMENT": "test",

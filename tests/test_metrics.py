@@ -7,7 +7,7 @@ from httpx import AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.metrics import LATENCY_BUCKETS
-from tests.helpers import purchase
+from tests.helpers import assert_promtool_accepts, purchase
 
 
 async def scrape(client: AsyncClient) -> dict[str, float]:
@@ -64,6 +64,40 @@ async def test_pool_connections_in_use_is_reported(client: AsyncClient) -> None:
     samples = await scrape(client)
 
     assert samples["db_pool_connections_in_use{}"] == 0
+
+
+async def test_pool_connections_in_use_go_back_to_zero_after_requests(
+    client: AsyncClient,
+) -> None:
+    for n in range(3):
+        await client.post("/api/v1/purchases", json=purchase(email=f"pool{n}@example.com"))
+
+    assert (await scrape(client))["db_pool_connections_in_use{}"] == 0
+
+
+async def test_process_metrics_are_reported(client: AsyncClient) -> None:
+    samples = await scrape(client)
+
+    for name in (
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ):
+        assert samples[f"{name}{{}}"] > 0, name
+
+
+async def test_promtool_accepts_the_exposition(client: AsyncClient) -> None:
+    await client.post("/api/v1/purchases", json=purchase())
+    await client.get("/no/such/path")
+
+    assert_promtool_accepts((await client.get("/metrics")).text)
+
+
+async def test_no_created_series_are_exposed(client: AsyncClient) -> None:
+    await client.post("/api/v1/purchases", json=purchase())
+
+    assert not [key for key in await scrape(client) if "_created{" in key]
 
 
 def requests_by_label(samples: dict[str, float], label: str) -> set[str]:

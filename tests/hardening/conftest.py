@@ -9,7 +9,7 @@ of its own to stop and start. Without PostgreSQL these tests skip, unless APP_RE
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,8 @@ Serve = Callable[..., UvicornServer]
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Serve]:
-    """Starts app processes: `serve(database_url, workers=2, extra_args=[...], **APP_settings)`.
+    """Starts app processes: `serve(database_url, workers=2, extra_args=[...], env={...},
+    **APP_settings)` (`env`: other variables, not settings).
 
     Each waits until /readyz answers 200 (or `ready_path`); all are stopped after the test, and
     a failed test shows the tail of their logs.
@@ -81,10 +82,12 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
         extra_args: tuple[str, ...] = (),
         ready_path: str = "/readyz",
         name: str | None = None,
+        env: Mapping[str, str] | None = None,
         **settings: Any,
     ) -> UvicornServer:
+        environment = app_env(database_url, **{key: str(value) for key, value in settings.items()})
         server = UvicornServer(
-            app_env(database_url, **{key: str(value) for key, value in settings.items()}),
+            {**environment, **(env or {})},
             tmp_path,
             name=name or f"app{len(servers)}",
             workers=workers,
