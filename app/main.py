@@ -9,6 +9,7 @@ import gc
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import structlog
 from asgi_correlation_id import CorrelationIdMiddleware
@@ -19,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app import tracing
 from app.api import capture, corrections, ops, reads
 from app.audit import service as audit_service
 from app.audit.api import router as audit_router
@@ -31,6 +33,9 @@ from app.middleware import BodyLimitMiddleware, EdgeMiddleware, is_sane_request_
 from app.settings import InvalidSettings, Settings, describe_invalid, get_settings
 from app.stats.api import router as stats_router
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
 log = structlog.get_logger(__name__)
 
 PAGE_CSP = (
@@ -39,13 +44,18 @@ PAGE_CSP = (
 )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, tracer_provider: TracerProvider | None = None
+) -> FastAPI:
+    """The app; traced with `tracer_provider` if given, else as the OTEL_* variables say."""
     settings = settings or get_settings()
-    configure_logging(settings)
+    provider = tracer_provider or tracing.provider_from_environment()
+    configure_logging(settings, trace_ids=provider is not None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
+        statements = None if provider is None else tracing.StatementTracing(engine, provider)
         app.state.database = Database(engine, metrics)
         metrics.watch_pool(engine)
         if settings.admin_token is None:
@@ -70,6 +80,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.gather(purger, return_exceptions=True)
             await engine.dispose()
             metrics.close()
+            if statements is not None:
+                statements.close()
+            if provider is not None:
+                provider.force_flush()  # a stopping worker's last spans are not lost
 
     # FastAPIOffline serves Swagger UI's assets itself: /docs works with no CDN reachable.
     app = FastAPIOffline(
@@ -121,6 +135,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The same 32 hex digits as the default uuid4().hex, for a third of its CPU.
         generator=lambda: secrets.token_hex(16),
     )
+    if provider is not None:
+        tracing.trace_requests(app, provider)
     return app
 
 
