@@ -45,6 +45,7 @@ import traceback
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -356,6 +357,36 @@ def free_port() -> int:
         return port
 
 
+class OtlpSink:
+    """A loopback OTLP/HTTP endpoint for the tracing phase: reads each export, answers 200 (an
+    empty ExportTraceServiceResponse), counts the bytes, keeps nothing."""
+
+    def __init__(self) -> None:
+        sink = self
+        self.exports = 0
+        self.bytes = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                sink.bytes += len(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                sink.exports += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 # --------------------------------------------------------------------------------------------
 # The service
 
@@ -385,13 +416,15 @@ class Service:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
-    def start(self, workers: int) -> None:
+    def start(self, workers: int, env: dict[str, str] | None = None) -> None:
+        """Starts (or restarts) the service; `env`: variables beyond the settings (OTEL_*)."""
         self.stop()
         self.port = free_port()
         self.workers = workers
         self.starts += 1
         log_path = self.workdir / f"service-{self.starts}-w{workers}.log"
         self.log_paths.append(log_path)
+        extra = env
         env = {
             **os.environ,
             "APP_DATABASE_URL": service_db_url(self.database),
@@ -403,6 +436,7 @@ class Service:
         }
         for name in ("WEB_CONCURRENCY", "PYTHONDEVMODE", "PYTHONASYNCIODEBUG"):
             env.pop(name, None)
+        env = {k: v for k, v in env.items() if not k.startswith("OTEL_")} | (extra or {})
         cmd = [str(VENV_BIN / "python"), "-m", "app", "--host", "127.0.0.1"]
         cmd += ["--port", str(self.port), "--workers", str(workers)]
         cmd += ["--proxy-headers", "--no-server-header"]
@@ -1136,6 +1170,24 @@ def benchmark(args: argparse.Namespace, report: Report, cleanup: list[Callable[[
         service.start(args.workers)
         warm_up("warmback")
 
+    if args.compare_tracing:
+        sink = OtlpSink()
+        cleanup.append(sink.stop)
+        say(f"restarting the service with tracing on (OTLP/HTTP to {sink.url})")
+        service.start(args.workers, env={"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url})
+        warm_up("warmtraced")
+        traced = single("single32_traced", "single 32c traced", "traced32", 32)
+        off = report.phases["single32"]
+        report.notes.append(
+            f"tracing on (every request sampled, OTLP/HTTP to a loopback sink: "
+            f"{sink.exports} exports, {sink.bytes / 1e6:.1f} MB): "
+            f"{traced.rate:,.0f} req/s, {per_req(traced, traced.service_cpu)} ms CPU/req; "
+            f"off: {off.rate:,.0f} req/s, {per_req(off, off.service_cpu)} ms CPU/req"
+        )
+        say(f"restarting the service with tracing off, {args.workers} worker(s)")
+        service.start(args.workers)
+        warm_up("warmuntraced")
+
     say(
         f"batch: {args.batch_total:,} purchases in {batch_count} requests of "
         f"{args.batch_size}, {args.batch_clients} concurrent connections"
@@ -1403,6 +1455,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         dest="compare_workers",
         action="store_false",
         help="skip the 32-connection run with the other worker count",
+    )
+    parser.add_argument(
+        "--no-compare-tracing",
+        dest="compare_tracing",
+        action="store_false",
+        help="skip the 32-connection run with tracing on (OTLP to a loopback sink)",
     )
     parser.add_argument("--batch-total", type=int, help="purchases of the batch run (100000)")
     parser.add_argument("--batch-distinct", type=int, help="distinct emails in it (20000)")
