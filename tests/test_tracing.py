@@ -56,18 +56,24 @@ def statement_text(span: ReadableSpan) -> str:
     return str(attributes.get("db.statement") or attributes.get("db.query.text") or "")
 
 
+async def capture(
+    traced: AsyncClient, exporter: InMemorySpanExporter
+) -> tuple[ReadableSpan, list[ReadableSpan]]:
+    """Posts one purchase; the request's server span and the statement spans recorded."""
+    response = await traced.post("/api/v1/purchases", json=purchase())
+    assert response.status_code == 201
+    spans = exporter.get_finished_spans()
+    return server_span(spans), statements(spans)
+
+
 async def test_a_capture_is_one_trace_from_the_request_to_each_statement(
     traced: AsyncClient, exporter: InMemorySpanExporter
 ) -> None:
-    response = await traced.post("/api/v1/purchases", json=purchase())
-    assert response.status_code == 201
+    server, sql = await capture(traced, exporter)
 
-    spans = exporter.get_finished_spans()
-    server = server_span(spans)
     assert server.name == "POST /api/v1/purchases"
     assert (server.attributes or {}).get("http.route") == "/api/v1/purchases"
-    sql = statements(spans)
-    assert sql, [span.name for span in spans]
+    assert sql, "no statement spans"
     assert server.context is not None
     for span in sql:
         assert span.context is not None
@@ -84,17 +90,14 @@ async def test_a_capture_is_one_trace_from_the_request_to_each_statement(
 async def test_the_capture_sent_straight_to_asyncpg_is_one_span_of_the_request(
     traced: AsyncClient, exporter: InMemorySpanExporter
 ) -> None:
-    response = await traced.post("/api/v1/purchases", json=purchase())
-    assert response.status_code == 201
+    server, sql = await capture(traced, exporter)
 
-    spans = exporter.get_finished_spans()
-    server = server_span(spans)
-    [capture] = [s for s in statements(spans) if "INSERT INTO customer" in statement_text(s)]
-    assert "INSERT INTO purchase" in statement_text(capture)  # both rows in the one statement
-    assert (capture.attributes or {}).get("db.system") == "postgresql"
-    assert capture.parent is not None
+    [one] = [span for span in sql if "INSERT INTO customer" in statement_text(span)]
+    assert "INSERT INTO purchase" in statement_text(one)  # both rows in the one statement
+    assert (one.attributes or {}).get("db.system") == "postgresql"
+    assert one.parent is not None
     assert server.context is not None
-    assert capture.parent.span_id == server.context.span_id
+    assert one.parent.span_id == server.context.span_id
 
 
 async def test_every_log_line_of_a_traced_request_names_its_trace_and_span(
