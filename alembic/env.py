@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from alembic import context
 from app import models  # noqa: F401  (registers the tables on Base.metadata)
 from app.audit import models as audit_models  # noqa: F401
-from app.db import Base
+from app.db import Base, pooler_connect_args
 from app.log import configure_logging
 from app.settings import Settings
 
@@ -63,8 +63,16 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def _database_pooler() -> str:
+    """APP_DATABASE_POOLER: migrating through PgBouncer must name no prepared statement either."""
+    pooler = config.attributes.get("database_pooler") or os.environ.get("APP_DATABASE_POOLER")
+    return str(pooler or "none")
+
+
 async def run_migrations_online() -> None:
-    engine = create_async_engine(_database_url())
+    url = _database_url()
+    connect_args = {} if url.startswith("sqlite") else pooler_connect_args(_database_pooler())
+    engine = create_async_engine(url, connect_args=connect_args)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_configure)

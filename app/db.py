@@ -58,10 +58,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # No pre-ping: it costs a round trip per request. A connection that died with the server
         # fails its request with a 503, and SQLAlchemy then invalidates the whole pool, so the
         # next requests reconnect.
-        connect_args=_bounded_waits(settings),
+        connect_args=_bounded_waits(settings) | pooler_connect_args(settings.database_pooler),
     )
     if settings.db_timeout_scope == "transaction":
         _bound_each_transaction(engine, settings)
+    if settings.database_pooler != "none":
+        resolve_array_types_on_connect(engine)
     return engine
 
 
@@ -107,6 +109,72 @@ def _bound_each_transaction(engine: AsyncEngine, settings: Settings) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql(statement)
+
+
+def pooler_connect_args(pooler: str) -> dict[str, Any]:
+    """What asyncpg is told so that nothing outlives a transaction on the server connection.
+
+    Behind PgBouncer in transaction pooling one server connection serves many clients in turn,
+    and consecutive statements of one client outside a transaction may land on different ones,
+    so a named prepared statement is left behind on one server ("already exists" for the next
+    client that picks the same name) and missing on the next ("does not exist"):
+
+    - `statement_cache_size=0` (asyncpg): `fetch`/`fetchrow` (`fetch_row_autocommit`) prepare an
+      unnamed statement, and since asyncpg 0.29 (MagicStack/asyncpg#1065) mark it unprepared so
+      the execution re-sends Parse with Bind/Execute/Sync: PgBouncer may route the describe
+      round trip and the execution to different server connections. That re-Parse is the
+      price: a second round trip and a second parse per statement (bench/README.md).
+    - `prepared_statement_cache_size=0` (SQLAlchemy's asyncpg adapter): no PreparedStatement
+      objects kept per client connection, so none refers to a server connection it left.
+    - `prepared_statement_name_func` returning "": SQLAlchemy runs every statement through
+      asyncpg's `prepare(name=...)`. Left at None, asyncpg 0.31 (MagicStack/asyncpg#1245)
+      leaves it unnamed when the cache is off, but older ones named it `__asyncpg_stmt_N__`;
+      the empty name asks for the unnamed statement whatever asyncpg's default.
+    - No `server_settings`: PgBouncer refuses startup parameters it does not track, and a
+      `SET` would stay on a server connection other clients get next; the timeouts are set per
+      transaction instead (APP_DB_TIMEOUT_SCOPE=transaction, which the setting implies).
+    """
+    if pooler == "none":
+        return {}
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": _unnamed_statement,
+    }
+
+
+def _unnamed_statement() -> str:
+    return ""
+
+
+# The array types the batch statement binds (repositories.CAPTURE_MANY_PG).
+BOUND_ARRAY_TYPES = ("varchar[]", "integer[]", "numeric[]")
+
+
+def resolve_array_types_on_connect(engine: AsyncEngine) -> None:
+    """Let asyncpg learn the array types once per connection, inside one transaction.
+
+    asyncpg looks up a type it has no codec for (the batch's arrays) with three statements:
+    `set_config('jit', 'off', false)` for the session, the lookup, and a second set_config
+    putting jit back. Behind a transaction pooler the three may land on three server
+    connections, leaving jit off on one and set on another, for other clients. Done here in one
+    transaction, ended by `RESET jit`, they leave nothing; the codecs stay with the connection.
+
+    Through SQLAlchemy's DBAPI cursor, which opens the transaction and turns a failure into
+    a DBAPIError (a 503 like any other lost connection): PgBouncer accepts a client while the
+    server is down and fails its first statement, which is this one.
+    """
+    columns = ", ".join(f"NULL::{name}" for name in BOUND_ARRAY_TYPES)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"SELECT {columns}")
+            cursor.execute("RESET jit")
+        finally:
+            cursor.close()
+        dbapi_connection.commit()
 
 
 # Execution option of a connection whose transactions only read (`get_read_connection`).
@@ -194,10 +262,11 @@ async def fetch_row_autocommit(
     """Run one PostgreSQL statement outside any transaction, so it commits on its own.
 
     It goes straight to asyncpg on the pooled connection: a prepared statement (asyncpg caches
-    it per connection) without SQLAlchemy's execution layer, which costs more CPU than the
-    statement. SQLAlchemy still owns the pool. What SQLAlchemy would do on a lost connection is
-    done here: a connection the server closed while it sat in the pool is replaced before use,
-    and one lost mid-statement is invalidated. The statement is atomic, but its commit may have
+    it per connection; behind PgBouncer an unnamed one, see `pooler_connect_args`) without
+    SQLAlchemy's execution layer, which costs more CPU than the statement. SQLAlchemy still owns
+    the pool. What SQLAlchemy would do on a lost connection is done here: a connection the
+    server closed while it sat in the pool is replaced before use, and one lost mid-statement
+    is invalidated. The statement is atomic, but its commit may have
     happened before the connection went: that is `OutcomeUnknown`, not "nothing was stored". A
     deadlock or serialisation failure rolled it back whole: a 503 as on the SQLAlchemy path.
     """

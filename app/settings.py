@@ -53,7 +53,12 @@ class Settings(BaseSettings):
     db_timeout_scope: Literal["connection", "transaction"] = Field(
         default="connection",
         description="How the server-side timeouts reach PostgreSQL: per connection (startup "
-        "parameters, free) or per transaction (SET LOCAL; behind a transaction pooler).",
+        "parameters, free) or per transaction (SET LOCAL; behind a transaction pooler). "
+        "Defaults to transaction when APP_DATABASE_POOLER=pgbouncer.",
+    )
+    database_pooler: Literal["none", "pgbouncer"] = Field(
+        default="none",
+        description="pgbouncer: PostgreSQL is reached through PgBouncer in transaction pooling.",
     )
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
@@ -84,6 +89,23 @@ class Settings(BaseSettings):
             raise ValueError(
                 "APP_DB_COMMAND_TIMEOUT must be longer than APP_DB_STATEMENT_TIMEOUT, so that "
                 "the server ends a slow statement before the client gives up on it"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _pooler_needs_postgres_and_transaction_timeouts(self) -> Self:
+        """Behind PgBouncer the timeouts cannot be startup parameters (it refuses them): the
+        one setting brings per-transaction timeouts with it, and refuses to be told otherwise."""
+        if self.database_pooler == "none":
+            return self
+        if self.is_sqlite:
+            raise ValueError("APP_DATABASE_POOLER=pgbouncer needs a postgresql+asyncpg:// URL")
+        if "db_timeout_scope" not in self.model_fields_set:
+            self.db_timeout_scope = "transaction"
+        elif self.db_timeout_scope != "transaction":
+            raise ValueError(
+                "APP_DATABASE_POOLER=pgbouncer needs APP_DB_TIMEOUT_SCOPE=transaction (PgBouncer "
+                "refuses the timeouts as startup parameters)"
             )
         return self
 

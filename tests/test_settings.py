@@ -174,3 +174,38 @@ def test_a_command_timeout_not_longer_than_the_statement_timeout_is_refused() ->
     """The server must end a slow statement itself (a clean error) before the client gives up."""
     with pytest.raises(ValidationError, match="APP_DB_COMMAND_TIMEOUT must be longer"):
         Settings(db_statement_timeout=4, db_command_timeout=4)
+
+
+def test_the_database_is_reached_directly_unless_told_otherwise() -> None:
+    assert Settings(database_url="postgresql+asyncpg://u@db/x").database_pooler == "none"
+
+
+def test_the_pgbouncer_pooler_is_refused_on_sqlite() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(database_url="sqlite+aiosqlite:///x.db", database_pooler="pgbouncer")
+
+    assert "APP_DATABASE_POOLER=pgbouncer needs a postgresql+asyncpg:// URL" in describe_invalid(
+        refused.value
+    )
+
+
+def test_an_unknown_pooler_is_refused() -> None:
+    with pytest.raises(ValidationError, match="database_pooler"):
+        Settings(database_url="postgresql+asyncpg://u@db/x", database_pooler="pgpool")
+
+
+def test_the_pgbouncer_pooler_sets_the_timeouts_per_transaction() -> None:
+    settings = Settings(database_url="postgresql+asyncpg://u@db/x", database_pooler="pgbouncer")
+
+    assert settings.db_timeout_scope == "transaction"
+
+
+def test_the_pgbouncer_pooler_refuses_timeouts_as_startup_parameters() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(
+            database_url="postgresql+asyncpg://u@db/x",
+            database_pooler="pgbouncer",
+            db_timeout_scope="connection",
+        )
+
+    assert "APP_DB_TIMEOUT_SCOPE=transaction" in describe_invalid(refused.value)
