@@ -1,6 +1,7 @@
 """Fixtures in the order a request meets them: database -> settings -> app -> client.
 
-Every behaviour test runs twice, on a fresh SQLite file and on a fresh PostgreSQL database
+Every behaviour test runs three times: on a fresh SQLite file, on a fresh PostgreSQL database,
+and on that database through a PgBouncer in transaction pooling with APP_DATABASE_POOLER=pgbouncer
 (APP_TEST_DATABASE_URL names the server; set APP_REQUIRE_POSTGRES=1 to fail instead of skip).
 """
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -18,9 +19,10 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app.db import Base
+from app.db import Base, pooler_connect_args
 from app.main import create_app
 from app.settings import Settings
+from tests.pgbouncer import PgBouncer, pgbouncer_binary
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 POSTGRES_ENV = "APP_TEST_DATABASE_URL"
@@ -64,19 +66,59 @@ async def postgres_schema(postgres_url: str) -> str:
     return postgres_url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="session")
+def pgbouncer(postgres_url: str) -> Iterator[PgBouncer]:
+    """This run's PgBouncer, in transaction pooling in front of the test PostgreSQL server."""
+    binary = pgbouncer_binary()
+    if binary is None:
+        reason = "pgbouncer is not installed (make test installs Debian's package)"
+        if postgres_required():
+            pytest.fail(f"{reason} but APP_REQUIRE_POSTGRES=1")
+        pytest.skip(reason)
+    bouncer = PgBouncer(binary, postgres_url)
+    try:
+        bouncer.start()
+        yield bouncer
+    finally:
+        bouncer.destroy()
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("pgbouncer", marks=[pytest.mark.postgres, pytest.mark.pgbouncer]),
+    ]
+)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where the test's data lives: a fresh SQLite file, or this run's PostgreSQL database."""
+    """Where the test's data lives: a fresh SQLite file, this run's PostgreSQL database, or
+    that database through this run's PgBouncer."""
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
     url: str = request.getfixturevalue("postgres_schema")
+    if request.param == "pgbouncer":
+        bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
+        return bouncer.url_for(url)
     return url
 
 
 @pytest.fixture
-async def empty_database(database_url: str) -> str:
+def database_pooler(request: pytest.FixtureRequest) -> str:
+    """`pgbouncer` when `database_url` goes through PgBouncer, else `none`.
+
+    Read from the test's parameters rather than from a fixture of its own, so a module that
+    overrides `database_url` with one database is not run once per target all the same.
+    """
+    callspec = getattr(request.node, "callspec", None)
+    target = callspec.params.get("database_url") if callspec else None
+    return "pgbouncer" if target == "pgbouncer" else "none"
+
+
+@pytest.fixture
+async def empty_database(database_url: str, database_pooler: str) -> str:
     """The schema with no rows in it."""
-    engine = create_async_engine(database_url)
+    connect_args = {} if database_url.startswith("sqlite") else pooler_connect_args(database_pooler)
+    engine = create_async_engine(database_url, connect_args=connect_args)
     async with engine.begin() as connection:
         if engine.dialect.name == "sqlite":
             await connection.run_sync(Base.metadata.create_all)
@@ -88,27 +130,41 @@ async def empty_database(database_url: str) -> str:
 
 
 @pytest.fixture
-async def db_engine(empty_database: str) -> AsyncIterator[AsyncEngine]:
+def direct_database_url(
+    empty_database: str, database_pooler: str, request: pytest.FixtureRequest
+) -> str:
+    """The test's database itself: through PgBouncer, the same database without the pooler, so
+    what a test reads back or does behind the API's back does not go through the part under
+    test."""
+    if database_pooler == "none":
+        return empty_database
+    url: str = request.getfixturevalue("postgres_schema")
+    return url
+
+
+@pytest.fixture
+async def db_engine(direct_database_url: str) -> AsyncIterator[AsyncEngine]:
     """The test's database, to read back what the API stored (and to age rows), around it."""
-    engine = create_async_engine(empty_database)
+    engine = create_async_engine(direct_database_url)
     yield engine
     await engine.dispose()
 
 
 @pytest.fixture
-async def admin(empty_database: str) -> AsyncIterator[asyncpg.Connection]:
+async def admin(direct_database_url: str) -> AsyncIterator[asyncpg.Connection]:
     """PostgreSQL only: a connection of the test's own to the service's database, around it."""
-    dsn = make_url(empty_database).set(drivername="postgresql")
+    dsn = make_url(direct_database_url).set(drivername="postgresql")
     connection = await asyncpg.connect(dsn.render_as_string(hide_password=False))
     yield connection
     await connection.close()
 
 
 @pytest.fixture
-def settings(empty_database: str) -> Settings:
+def settings(empty_database: str, database_pooler: str) -> Settings:
     return Settings(
         environment="test",
         database_url=empty_database,
+        database_pooler=database_pooler,
         admin_token=ADMIN_TOKEN,
         log_format="json",
         log_level="INFO",
