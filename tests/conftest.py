@@ -67,15 +67,21 @@ async def postgres_schema(postgres_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pgbouncer(postgres_url: str) -> Iterator[PgBouncer]:
-    """This run's PgBouncer, in transaction pooling in front of the test PostgreSQL server."""
+def pgbouncer() -> Iterator[PgBouncer]:
+    """This run's PgBouncer, in transaction pooling in front of the test PostgreSQL server
+    (any database on it: the hardening tests' fresh ones too)."""
+    server_url = os.environ.get(POSTGRES_ENV)
     binary = pgbouncer_binary()
-    if binary is None:
-        reason = "pgbouncer is not installed (make test installs Debian's package)"
+    reason = (
+        f"{POSTGRES_ENV} is not set"
+        if not server_url
+        else "pgbouncer is not installed (make test installs Debian's package)"
+    )
+    if not server_url or binary is None:
         if postgres_required():
             pytest.fail(f"{reason} but APP_REQUIRE_POSTGRES=1")
         pytest.skip(reason)
-    bouncer = PgBouncer(binary, postgres_url)
+    bouncer = PgBouncer(binary, server_url)
     try:
         bouncer.start()
         yield bouncer

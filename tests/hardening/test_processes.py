@@ -6,7 +6,8 @@ Two uvicorn processes (separate OS processes on separate ports), or one uvicorn 
 - the same purchase with the same Idempotency-Key, many times at once: exactly one purchase per
   key, and every answer the same purchase;
 - batches of the same new emails in different orders (rows locked in different orders);
-and not one 5xx.
+and not one 5xx. The two processes run once more through PgBouncer in transaction pooling
+(APP_DATABASE_POOLER=pgbouncer), where 50 first purchases of one email arrive at once.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.pgbouncer import PgBouncer
 from tests.servers import descendants
 
 from .conftest import Serve
@@ -44,12 +46,33 @@ def purchase(email: str, item: str, price: str = "9.99") -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("topology", ["two-processes", "two-workers"])
+SAME_EMAIL_AT_ONCE = 50
+
+
+def two_processes(serve: Serve, database: str, **settings: Any) -> list[str]:
+    return [serve(database, name=name, **settings).base_url for name in ("a", "b")]
+
+
+@pytest.mark.parametrize(
+    "topology",
+    [
+        "two-processes",
+        "two-workers",
+        pytest.param("two-processes-through-pgbouncer", marks=pytest.mark.pgbouncer),
+    ],
+)
 async def test_concurrent_first_purchases_and_retries_across_processes(
-    database: str, serve: Serve, db: asyncpg.Connection, topology: str
+    database: str,
+    serve: Serve,
+    db: asyncpg.Connection,
+    topology: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     if topology == "two-processes":
-        urls = [serve(database, name="a").base_url, serve(database, name="b").base_url]
+        urls = two_processes(serve, database)
+    elif topology == "two-processes-through-pgbouncer":
+        bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
+        urls = two_processes(serve, bouncer.url_for(database), database_pooler="pgbouncer")
     else:
         server = serve(database, workers=2, name="workers")
         assert len({server.pid, *descendants(server.pid)}) >= 3, "expected 2 worker processes"
@@ -119,3 +142,37 @@ async def test_concurrent_first_purchases_and_retries_across_processes(
     assert keyless == EMAILS * SAME_EMAIL_REQUESTS
     batched = await db.fetchval("SELECT count(*) FROM purchase WHERE item LIKE 'batch %'")
     assert batched == BATCHES * len(batch_emails)
+
+
+@pytest.mark.pgbouncer
+async def test_fifty_first_purchases_of_one_email_through_pgbouncer_make_one_customer(
+    database: str, serve: Serve, db: asyncpg.Connection, pgbouncer: PgBouncer
+) -> None:
+    urls = two_processes(serve, pgbouncer.url_for(database), database_pooler="pgbouncer")
+    email = "everyone@example.com"
+
+    limits = httpx.Limits(max_connections=SAME_EMAIL_AT_ONCE)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        gate = asyncio.Event()
+
+        async def call(n: int) -> httpx.Response:
+            await gate.wait()
+            return await http.post(urls[n % 2] + URL, json=purchase(email, f"at once {n}"))
+
+        tasks = [asyncio.create_task(call(n)) for n in range(SAME_EMAIL_AT_ONCE)]
+        await asyncio.sleep(0.1)
+        gate.set()
+        responses = await asyncio.gather(*tasks)
+
+    assert Counter(r.status_code for r in responses) == {201: SAME_EMAIL_AT_ONCE}, [
+        r.text[:200] for r in responses if r.status_code != 201
+    ][:5]
+    assert sum(r.json()["customer_created"] for r in responses) == 1
+    assert len({r.json()["customer"]["id"] for r in responses}) == 1
+    assert await db.fetchval("SELECT count(*) FROM customer WHERE email = $1", email) == 1
+    stored = await db.fetchval(
+        "SELECT count(*) FROM purchase p JOIN customer c ON c.id = p.customer_id"
+        " WHERE c.email = $1",
+        email,
+    )
+    assert stored == SAME_EMAIL_AT_ONCE
