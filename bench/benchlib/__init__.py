@@ -1,0 +1,1 @@
+"""The capture benchmark, by concern (bench/run.py is the entry point)."""
