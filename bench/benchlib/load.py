@@ -199,7 +199,7 @@ def batch_phase(
     """POST each batch of `bodies` once with wrk (C, like the single-capture phases: a Python
     client spent a fifth of the CPU the service did); what was stored is counted in the
     database."""
-    before = _purchase_count(service.database)
+    before = _settled_purchase_count(service.database)
     phase = wrk_budget(
         name,
         service,
@@ -217,6 +217,20 @@ def batch_phase(
 
 def _purchase_count(database: str) -> int:
     return int(psql("SELECT count(*) FROM purchase", database))
+
+
+def _settled_purchase_count(database: str, *, within: float = 30.0) -> int:
+    """The count once it stops moving: wrk stops a phase with requests in flight, and a loaded
+    service still stores those after wrk has gone (16 of them once counted as the batch's)."""
+    deadline = time.monotonic() + within
+    count = _purchase_count(database)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = _purchase_count(database)
+        if now == count:
+            return count
+        count = now
+    raise BenchError(f"purchases were still being stored {within:.0f}s after the last phase")
 
 
 def _percentile(ordered: list[float], pct: float) -> float:
