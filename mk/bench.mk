@@ -4,7 +4,7 @@ BENCH_ARGS ?=
 PROFILE_ARGS ?=
 
 .PHONY: bench
-bench: install ## Benchmark: wrk + pgbench on the local PostgreSQL, table and bench/results/<date>.md
+bench: install pgbouncer ## Benchmark: wrk + pgbench on the local PostgreSQL, table and bench/results/<date>.md
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 .PHONY: profile

@@ -68,12 +68,18 @@ class PgBouncer:
             "max_client_conn = 1000\n"
             f"query_wait_timeout = {QUERY_WAIT_TIMEOUT_S}\n"
             "server_login_retry = 1\n"
+            "stats_period = 1\n"
             f"logfile = {self.log_path}\n"
             f"pidfile = {self.base / 'pgbouncer.pid'}\n"
         )
         if self.as_root:
             for path in (self.base, *self.base.iterdir()):
                 shutil.chown(path, "postgres", "postgres")
+
+    @property
+    def pid(self) -> int | None:
+        """The process started (as root, `runuser` with PgBouncer its child)."""
+        return self.process.pid if self.process else None
 
     def url_for(self, database_url: str) -> str:
         """The same database and user, reached through this PgBouncer."""

@@ -55,6 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="skip the 32-connection run with the other worker count",
     )
+    parser.add_argument(
+        "--no-scale",
+        dest="scale",
+        action="store_false",
+        help="skip the scale phase (1 and 2 processes, direct and through PgBouncer)",
+    )
     parser.add_argument("--batch-total", type=int, help="purchases of the batch run (100000)")
     parser.add_argument("--batch-distinct", type=int, help="distinct emails in it (20000)")
     parser.add_argument("--batch-size", type=int, default=1000, help="purchases per batch (1000)")

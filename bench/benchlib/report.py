@@ -23,6 +23,21 @@ from .common import (
 )
 from .load import Phase
 
+# The columns of the scale phase's table (bench/benchlib/scale.py).
+SCALE_HEAD = (
+    "scale",
+    "processes",
+    "to PostgreSQL",
+    "APP_DATABASE_POOLER",
+    "req/s",
+    "svc CPU ms/p",
+    "PgBouncer CPU ms/p",
+    "p99 ms",
+    "peak backends",
+    "PgBouncer queries/req",
+    "errors",
+)
+
 
 def fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
@@ -39,6 +54,7 @@ class Report:
     phases: dict[str, Phase] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     rss: list[tuple[int, str, float]] = field(default_factory=list)
+    scale_rows: list[tuple[str, ...]] = field(default_factory=list)
     failure: str | None = None
     stats_ms: float | None = None
 
@@ -186,6 +202,8 @@ class Report:
         ]
         lines.append(_plain_table(("target", "measured", "goal", ""), target_rows))
         lines.append("")
+        if self.scale_rows:
+            lines += [_plain_table(SCALE_HEAD, self.scale_rows), ""]
         if self.rss:
             rss = ", ".join(f"{label} {pid}: {mb:.1f} MB" for pid, label, mb in self.rss)
             lines.append(f"max RSS per service process: {rss}")
@@ -209,6 +227,8 @@ class Report:
         ]
         lines.append(_md_table(("target", "measured", "goal", ""), target_rows))
         lines.append("")
+        if self.scale_rows:
+            lines += [_md_table(SCALE_HEAD, self.scale_rows), ""]
         if self.rss:
             rss = ", ".join(f"{label} {pid}: {mb:.1f} MB" for pid, label, mb in self.rss)
             lines.append(f"- max RSS per service process: {rss}")

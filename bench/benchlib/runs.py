@@ -21,6 +21,7 @@ from .load import Phase, batch_phase, pgbench_phase, wrk_budget, wrk_random
 from .postgres import create_database, drop_database, migrate, psql
 from .proc import RssSampler, postmaster_pid
 from .report import Report, per_req
+from .scale import scale
 from .service import Service
 
 
@@ -198,6 +199,16 @@ def benchmark(args: argparse.Namespace, report: Report, cleanup: list[Callable[[
         say(report.notes[-1])
 
     service.stop()
+    if args.scale:
+        scale(
+            args,
+            report,
+            stamp=stamp,
+            workdir=workdir,
+            sampler=sampler,
+            postmaster=postmaster,
+            cleanup=cleanup,
+        )
     problems = service.log_problems()
     listed = ", ".join(f"{count} x {what}" for what, count in problems.most_common())
     report.notes.append(f"service log lines at ERROR: {listed or 'none'}")

@@ -26,9 +26,20 @@ class Service:
     """`python -m app` as production runs it (see the Dockerfile), on a loopback port."""
 
     def __init__(
-        self, database: str, workdir: Path, sampler: RssSampler, http: str | None = None
+        self,
+        database: str,
+        workdir: Path,
+        sampler: RssSampler,
+        http: str | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        name: str = "service",
     ) -> None:
+        """`env` adds APP_* settings (the scale phase's APP_DATABASE_URL through PgBouncer);
+        `name` starts the names of its log files."""
         self.database = database
+        self.name = name
+        self.env = env or {}
         self.http = http
         self.workdir = workdir
         self.sampler = sampler
@@ -52,7 +63,7 @@ class Service:
         self.port = free_port()
         self.workers = workers
         self.starts += 1
-        log_path = self.workdir / f"service-{self.starts}-w{workers}.log"
+        log_path = self.workdir / f"{self.name}-{self.starts}-w{workers}.log"
         self.log_paths.append(log_path)
         env = {
             **os.environ,
@@ -62,6 +73,7 @@ class Service:
             "APP_LOG_FORMAT": "json",
             "APP_LOG_LEVEL": "INFO",
             "PYTHONDONTWRITEBYTECODE": "1",
+            **self.env,
         }
         for name in ("WEB_CONCURRENCY", "PYTHONDEVMODE", "PYTHONASYNCIODEBUG"):
             env.pop(name, None)
