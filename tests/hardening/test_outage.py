@@ -214,16 +214,18 @@ async def test_database_outage_mid_traffic_then_recovery_without_restart(
         }
         assert keyless_late == {201}, f"key-less captures failing after recovery: {keyless_late}"
 
-        # The clients retry what failed, with the same keys: all of it completes, once.
-        for key, answers in traffic.answers.items():
-            if answers[-1][1] != 201:
-                retry = await http.post(
-                    URL, json=traffic.bodies[key], headers={"Idempotency-Key": key}
-                )
-                assert retry.status_code == 201, retry.text
-                traffic.record(key, retry)
+        await retry_what_failed(http, traffic)
 
     await assert_nothing_half_written(database, traffic, keyless)
+
+
+async def retry_what_failed(http: httpx.AsyncClient, traffic: Traffic) -> None:
+    """The clients retry what failed, with the same keys: all of it completes, once."""
+    for key, answers in traffic.answers.items():
+        if answers[-1][1] != 201:
+            retry = await http.post(URL, json=traffic.bodies[key], headers={"Idempotency-Key": key})
+            assert retry.status_code == 201, retry.text
+            traffic.record(key, retry)
 
 
 def server_errors(log: str) -> str:

@@ -34,6 +34,7 @@ from .test_outage import (
     body_for,
     client_loop,
     keyless_loop,
+    retry_what_failed,
     server_errors,
     wait_for_status,
 )
@@ -134,13 +135,6 @@ async def test_pooler_fault_mid_traffic_answers_201_or_503_and_loses_nothing(
         late = {status for at, status, _, _ in answers if at > recovered_at + 0.5}
         assert late == {201}, f"still failing after /readyz said ready: {late}"
 
-        # The clients retry what failed, with the same keys: all of it completes, once.
-        for key, key_answers in traffic.answers.items():
-            if key_answers[-1][1] != 201:
-                retry = await http.post(
-                    URL, json=traffic.bodies[key], headers={"Idempotency-Key": key}
-                )
-                assert retry.status_code == 201, retry.text
-                traffic.record(key, retry)
+        await retry_what_failed(http, traffic)
 
     await assert_nothing_half_written(database, traffic, keyless)
