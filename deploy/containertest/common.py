@@ -21,6 +21,9 @@ DEPLOY = ROOT / "deploy"
 PROJECT = "purchase-capture-ctest"
 PY_STANDIN = "localhost/standin/python:3.11-slim"
 PG_STANDIN = "localhost/standin/postgres:17"
+# The scale profile's two: edoburu/pgbouncer's and the official haproxy image's contracts.
+PGBOUNCER_STANDIN = "localhost/standin/pgbouncer:1.18"
+HAPROXY_STANDIN = "localhost/standin/haproxy:2.6"
 APP_IMAGE = "localhost/purchase-capture:container-test"
 RECIPE_LABEL = "org.purchase-capture.standin-recipe"
 STANDIN_RECIPE = "1"  # bump to rebuild both stand-ins after changing how they are built
@@ -44,6 +47,7 @@ PY_SUITE, PY_PACKAGES = (
     ["python3", "python3-venv", "python3-pip", "python-is-python3", "ca-certificates"],
 )
 PG_SUITE, PG_MAJOR = "trixie", "17"
+POOLER_SUITE, POOLER_PACKAGES = "bookworm", ["pgbouncer", "haproxy"]
 SHRINK = [
     "usr/share/doc",
     "usr/share/man",

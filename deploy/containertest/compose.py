@@ -14,7 +14,9 @@ from .common import (
     APP_IMAGE,
     DEPLOY,
     ENV,
+    HAPROXY_STANDIN,
     PG_STANDIN,
+    PGBOUNCER_STANDIN,
     PROJECT,
     PY_STANDIN,
     ROOT,
@@ -36,6 +38,8 @@ class Stack:
             "POSTGRES_IMAGE": PG_STANDIN,
             "APP_IMAGE": APP_IMAGE,
             "APP_PORT": str(port),
+            "PGBOUNCER_IMAGE": PGBOUNCER_STANDIN,
+            "HAPROXY_IMAGE": HAPROXY_STANDIN,
             "POSTGRES_PASSWORD": secrets.token_hex(24),
             "APP_ADMIN_TOKEN": self.token,
             "PODMAN_COMPAT_HEALTH_TIMEOUT": "240",
@@ -57,8 +61,19 @@ class Stack:
     ) -> None:
         run([*self.compose, *args], env=self.env, timeout=timeout, check=check, capture=capture)
 
+    def down(self, *, timeout: int, check: bool, capture: bool = False) -> None:
+        """compose down -v, the scale profile's containers included."""
+        self.compose_run(
+            "--profile", "scale", "down", "--volumes", "--timeout", str(timeout),
+            timeout=180, check=check, capture=capture,
+        )  # fmt: skip
+
     def containers(self) -> dict[str, dict[str, Any]]:
-        """service name -> podman's view of its container."""
+        """service name -> podman's view of its container (the last, for a replicated one)."""
+        return {service: items[-1] for service, items in self.replicas().items()}
+
+    def replicas(self) -> dict[str, list[dict[str, Any]]]:
+        """service name -> podman's view of each of its containers."""
         raw = out(
             [
                 "podman",
@@ -70,11 +85,11 @@ class Stack:
                 f"label=io.podman.compose.project={PROJECT}",
             ]
         )
-        found = {}
+        found: dict[str, list[dict[str, Any]]] = {}
         for item in json.loads(raw or "[]"):
             service = (item.get("Labels") or {}).get("com.docker.compose.service")
             if service:
-                found[service] = item
+                found.setdefault(service, []).append(item)
         return found
 
     def container(self, service: str) -> str:
@@ -97,10 +112,20 @@ class Stack:
         return status, int(code)
 
     def request(
-        self, method: str, path: str, body: Any = None, auth: bool = False, expect: int = 200
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        auth: bool = False,
+        expect: int = 200,
+        *,
+        base: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
+        """One request to the app (or to `base`, the scale profile's proxy, say)."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method)  # noqa: S310
+        url = (base or self.base) + path
+        req = urllib.request.Request(url, data=data, method=method, headers=headers or {})  # noqa: S310
         if data is not None:
             req.add_header("Content-Type", "application/json")
         if auth:

@@ -19,10 +19,14 @@ from .common import (
     APT_PACKAGES,
     DEPLOY,
     ENV,
+    HAPROXY_STANDIN,
     MIRROR,
     PG_MAJOR,
     PG_STANDIN,
     PG_SUITE,
+    PGBOUNCER_STANDIN,
+    POOLER_PACKAGES,
+    POOLER_SUITE,
     PY_PACKAGES,
     PY_STANDIN,
     PY_SUITE,
@@ -149,6 +153,30 @@ def scratch_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def install_in_chroot(rootfs: Path, packages: list[str], then: str = "true") -> None:
+    """apt-get install in the rootfs without starting any service it brings, then `then`."""
+    policy = rootfs / "usr/sbin/policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    shutil.copy("/etc/resolv.conf", rootfs / "etc/resolv.conf")
+    install = (
+        "apt-get update -qq && apt-get install -y -qq --no-install-recommends "
+        f"{' '.join(packages)} >/dev/null && apt-get clean && {then}"
+    )
+    run(
+        ["chroot", str(rootfs), "sh", "-c", install],
+        env={**ENV, "DEBIAN_FRONTEND": "noninteractive"},
+    )
+    policy.unlink()
+    (rootfs / "etc/resolv.conf").write_text("")
+
+
+def add_entrypoint(rootfs: Path, script: Path, name: str) -> None:
+    target = rootfs / "usr/local/bin" / name
+    shutil.copy(script, target)
+    target.chmod(0o755)
+
+
 def build_python_standin() -> bool:
     """True if it had to be built, False if the cached one fits."""
     cas = host_extra_cas()
@@ -198,26 +226,51 @@ def build_postgres_standin() -> bool:
         rootfs = tmp / "rootfs"
         debootstrap(PG_SUITE, rootfs, [])
         # Install without starting anything and without Debian's default cluster.
-        policy = rootfs / "usr/sbin/policy-rc.d"
-        policy.write_text("#!/bin/sh\nexit 101\n")
-        policy.chmod(0o755)
+        # Without Debian's default cluster.
         (rootfs / "etc/postgresql-common").mkdir(parents=True, exist_ok=True)
         (rootfs / "etc/postgresql-common/createcluster.conf").write_text(
             "create_main_cluster = false\n"
         )
-        shutil.copy("/etc/resolv.conf", rootfs / "etc/resolv.conf")
-        install = (
-            f"apt-get update -qq && apt-get install -y -qq --no-install-recommends "
-            f"postgresql-{PG_MAJOR} >/dev/null && apt-get clean"
-        )
-        run(
-            ["chroot", str(rootfs), "sh", "-c", install],
-            env={**ENV, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-        policy.unlink()
-        (rootfs / "etc/resolv.conf").write_text("")
-        target = rootfs / "usr/local/bin/docker-entrypoint.sh"
-        shutil.copy(entrypoint, target)
-        target.chmod(0o755)
+        install_in_chroot(rootfs, [f"postgresql-{PG_MAJOR}"])
+        add_entrypoint(rootfs, entrypoint, "docker-entrypoint.sh")
         shrink_and_import(rootfs, PG_STANDIN, recipe, changes)
+    return True
+
+
+def build_scale_standins() -> bool:
+    """PgBouncer and HAProxy from Debian 12, one rootfs imported as two images; True if built."""
+    entrypoint = DEPLOY / "standin" / "pgbouncer-entrypoint.sh"
+    path = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    pgbouncer = [
+        "ENV LANG=C.UTF-8",
+        path,
+        'ENTRYPOINT ["pgbouncer-entrypoint.sh"]',
+        "EXPOSE 5432",
+    ]
+    haproxy = [
+        "ENV LANG=C.UTF-8",
+        path,
+        "USER haproxy",
+        'ENTRYPOINT ["haproxy", "-W", "-db"]',
+        'CMD ["-f", "/usr/local/etc/haproxy/haproxy.cfg"]',
+        "STOPSIGNAL SIGUSR1",
+    ]
+    recipe = recipe_hash(
+        MIRROR, POOLER_SUITE, POOLER_PACKAGES, SHRINK, pgbouncer, haproxy, entrypoint.read_bytes()
+    )
+    if image_recipe(PGBOUNCER_STANDIN) == recipe and image_recipe(HAPROXY_STANDIN) == recipe:
+        print(f"    cached: {PGBOUNCER_STANDIN}, {HAPROXY_STANDIN} (recipe {recipe})")
+        return False
+    with scratch_dir() as tmp:
+        rootfs = tmp / "rootfs"
+        debootstrap(POOLER_SUITE, rootfs, [])
+        install_in_chroot(
+            rootfs,
+            POOLER_PACKAGES,
+            then="(id postgres >/dev/null 2>&1 || useradd --system --user-group postgres) && "
+            "mkdir -p /usr/local/etc/haproxy",
+        )
+        add_entrypoint(rootfs, entrypoint, entrypoint.name)
+        shrink_and_import(rootfs, PGBOUNCER_STANDIN, recipe, pgbouncer)
+        shrink_and_import(rootfs, HAPROXY_STANDIN, recipe, haproxy)
     return True

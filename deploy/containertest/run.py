@@ -12,7 +12,9 @@ from typing import Any
 from .checks import check_json_logs, check_round_trip, purchase
 from .common import (
     APP_IMAGE,
+    HAPROXY_STANDIN,
     PG_STANDIN,
+    PGBOUNCER_STANDIN,
     PROJECT,
     PY_STANDIN,
     TIMINGS,
@@ -27,9 +29,11 @@ from .compose import Stack
 from .images import (
     build_postgres_standin,
     build_python_standin,
+    build_scale_standins,
     ensure_packages,
     find_podman_compose,
 )
+from .scale import scale_steps
 
 
 def main() -> int:
@@ -56,13 +60,13 @@ def main() -> int:
             notes.append("built with debootstrap" if build_python_standin() else "cached")
         with step(f"stand-in base image {PG_STANDIN}") as notes:
             notes.append("built with debootstrap" if build_postgres_standin() else "cached")
+        with step(f"stand-in images {PGBOUNCER_STANDIN}, {HAPROXY_STANDIN}") as notes:
+            notes.append("built with debootstrap" if build_scale_standins() else "cached")
 
         port = int(os.environ.get("APP_PORT") or free_port())
         stack = Stack(compose_bin, port)
         with step("clean up leftovers of an earlier run"):
-            stack.compose_run(
-                "down", "--volumes", "--timeout", "5", timeout=120, check=False, capture=True
-            )
+            stack.down(timeout=5, check=False, capture=True)
 
         with step("build the real Dockerfile (compose build, PYTHON_IMAGE=stand-in)"):
             stack.compose_run("build", "app", timeout=1500)
@@ -197,8 +201,10 @@ def main() -> int:
             if code != 0 or took > 25:
                 raise StepFailed(f"not a graceful stop: exit code {code} after {took:.1f}s")
 
+        scale_steps(stack)
+
         with step("compose down -v removes it all"):
-            stack.compose_run("down", "--volumes", "--timeout", "10", timeout=180)
+            stack.down(timeout=10, check=True)
             left = stack.containers()
             volumes = out(
                 [
@@ -223,7 +229,7 @@ def main() -> int:
     finally:
         if stack is not None and not (failed and keep):
             with step("teardown (compose down -v)"):
-                stack.compose_run("down", "--volumes", "--timeout", "5", timeout=180, check=False)
+                stack.down(timeout=5, check=False)
         print_timings()
     checks = [(n, st) for n, _, st in TIMINGS if not n.startswith("teardown")]
     counts = {
