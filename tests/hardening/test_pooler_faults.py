@@ -26,12 +26,10 @@ from .test_outage import (
     CLIENTS,
     KEYLESS_CLIENTS,
     RECOVERY_TIMEOUT_S,
-    URL,
     KeylessTraffic,
     Traffic,
     assert_nothing_half_written,
     assert_unavailable_problem,
-    body_for,
     client_loop,
     keyless_loop,
     retry_what_failed,
@@ -41,7 +39,9 @@ from .test_outage import (
 
 pytestmark = [pytest.mark.postgres, pytest.mark.pgbouncer]
 
-Fault = Callable[[PgBouncer, PgCluster, httpx.AsyncClient], Awaitable[None]]
+# A fault gets the pooler, the cluster behind it, and the clients' HTTP client and key-less
+# traffic, to check what the service answers while the fault lasts.
+Fault = Callable[[PgBouncer, PgCluster, httpx.AsyncClient, KeylessTraffic], Awaitable[None]]
 
 
 @pytest.fixture
@@ -58,37 +58,41 @@ def bouncer(pg_cluster: PgCluster) -> Iterator[PgBouncer]:
         running.destroy()
 
 
-async def assert_unavailable_meanwhile(http: httpx.AsyncClient) -> None:
+async def assert_unavailable_meanwhile(http: httpx.AsyncClient, keyless: KeylessTraffic) -> None:
     await asyncio.sleep(2.0)
-    assert_unavailable_problem(await http.post(URL, json=body_for(0, 99)))
+    assert_unavailable_problem(await keyless.send(http, "while it is away"))
     assert_unavailable_problem(await http.get("/readyz"))
     assert (await http.get("/healthz")).status_code == 200
 
 
 async def stop_then_start_pgbouncer(
-    bouncer: PgBouncer, _cluster: PgCluster, http: httpx.AsyncClient
+    bouncer: PgBouncer, _cluster: PgCluster, http: httpx.AsyncClient, keyless: KeylessTraffic
 ) -> None:
     await asyncio.to_thread(bouncer.stop)
-    await assert_unavailable_meanwhile(http)
+    await assert_unavailable_meanwhile(http, keyless)
     await asyncio.to_thread(bouncer.start)
 
 
 async def restart_postgres(
-    _bouncer: PgBouncer, cluster: PgCluster, http: httpx.AsyncClient
+    _bouncer: PgBouncer, cluster: PgCluster, http: httpx.AsyncClient, keyless: KeylessTraffic
 ) -> None:
     await asyncio.to_thread(cluster.stop, "fast")
-    await assert_unavailable_meanwhile(http)
+    await assert_unavailable_meanwhile(http, keyless)
     await asyncio.to_thread(cluster.start)
 
 
-async def pause_then_resume(bouncer: PgBouncer, _cluster: PgCluster, _http: object) -> None:
+async def pause_then_resume(
+    bouncer: PgBouncer, _cluster: PgCluster, _http: object, _keyless: object
+) -> None:
     """PAUSE waits for the transactions in flight, then holds every new one until RESUME."""
     await bouncer.admin("PAUSE")
     await asyncio.sleep(3.0)
     await bouncer.admin("RESUME")
 
 
-async def reconnect(bouncer: PgBouncer, _cluster: PgCluster, _http: object) -> None:
+async def reconnect(
+    bouncer: PgBouncer, _cluster: PgCluster, _http: object, _keyless: object
+) -> None:
     """Every server connection is closed once released, and replaced for the next client."""
     for _ in range(3):
         await bouncer.admin("RECONNECT")
@@ -110,11 +114,13 @@ async def test_pooler_fault_mid_traffic_answers_201_or_503_and_loses_nothing(
 
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         loops = [asyncio.create_task(client_loop(http, traffic, c)) for c in range(CLIENTS)]
-        loops += [asyncio.create_task(keyless_loop(http, keyless)) for _ in range(KEYLESS_CLIENTS)]
+        loops += [
+            asyncio.create_task(keyless_loop(http, keyless, n)) for n in range(KEYLESS_CLIENTS)
+        ]
         try:
             await asyncio.sleep(1.0)
             assert traffic.statuses().get(201, 0) > 0, traffic.statuses()
-            await fault(bouncer, pg_cluster, http)
+            await fault(bouncer, pg_cluster, http, keyless)
             await wait_for_status(http, "/readyz", 200, RECOVERY_TIMEOUT_S)
             recovered_at = time.monotonic()
             await asyncio.sleep(1.0)
@@ -126,7 +132,8 @@ async def test_pooler_fault_mid_traffic_answers_201_or_503_and_loses_nothing(
         assert server.process is not None
         assert server.process.poll() is None, "the service died"
         assert server.pid == pid, "the service was restarted"
-        answers = [a for answers in traffic.answers.values() for a in answers] + keyless.answers
+        answers = [a for answers in traffic.answers.values() for a in answers]
+        answers += keyless.answers.values()
         statuses = {status for _, status, _, _ in answers}
         assert statuses <= {201, 503}, f"{statuses}\n{server_errors(server.log_text())}"
         for _, status, headers, text in answers:
