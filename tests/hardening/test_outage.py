@@ -92,6 +92,15 @@ async def keyless_loop(http: httpx.AsyncClient, traffic: KeylessTraffic, loop: i
         await asyncio.sleep(0.01)
 
 
+def start_clients(
+    http: httpx.AsyncClient, traffic: Traffic, keyless: KeylessTraffic
+) -> list[asyncio.Task[None]]:
+    """CLIENTS keyed and KEYLESS_CLIENTS key-less capture loops, until `running` is cleared."""
+    loops = [asyncio.create_task(client_loop(http, traffic, c)) for c in range(CLIENTS)]
+    loops += [asyncio.create_task(keyless_loop(http, keyless, n)) for n in range(KEYLESS_CLIENTS)]
+    return loops
+
+
 def body_for(n: int, client: int) -> dict[str, Any]:
     # A few emails shared by all clients, so upserts of the same customer overlap the outage.
     return {
@@ -153,10 +162,7 @@ async def test_database_outage_mid_traffic_then_recovery_without_restart(
     keyless = KeylessTraffic()
 
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        loops = [asyncio.create_task(client_loop(http, traffic, c)) for c in range(CLIENTS)]
-        loops += [
-            asyncio.create_task(keyless_loop(http, keyless, n)) for n in range(KEYLESS_CLIENTS)
-        ]
+        loops = start_clients(http, traffic, keyless)
         try:
             await asyncio.sleep(1.0)
             healthy = traffic.statuses()

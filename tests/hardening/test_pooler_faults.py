@@ -23,17 +23,14 @@ from tests.pgbouncer import PgBouncer, pgbouncer_binary
 from .conftest import Serve
 from .postgres import PgCluster, create_database
 from .test_outage import (
-    CLIENTS,
-    KEYLESS_CLIENTS,
     RECOVERY_TIMEOUT_S,
     KeylessTraffic,
     Traffic,
     assert_nothing_half_written,
     assert_unavailable_problem,
-    client_loop,
-    keyless_loop,
     retry_what_failed,
     server_errors,
+    start_clients,
     wait_for_status,
 )
 
@@ -113,10 +110,7 @@ async def test_pooler_fault_mid_traffic_answers_201_or_503_and_loses_nothing(
     traffic, keyless = Traffic(), KeylessTraffic()
 
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        loops = [asyncio.create_task(client_loop(http, traffic, c)) for c in range(CLIENTS)]
-        loops += [
-            asyncio.create_task(keyless_loop(http, keyless, n)) for n in range(KEYLESS_CLIENTS)
-        ]
+        loops = start_clients(http, traffic, keyless)
         try:
             await asyncio.sleep(1.0)
             assert traffic.statuses().get(201, 0) > 0, traffic.statuses()
