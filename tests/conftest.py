@@ -67,6 +67,28 @@ async def postgres_schema(postgres_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
+async def pooled_schema(postgres_url: str) -> AsyncIterator[str]:
+    """The PgBouncer target's own database, with the schema. PgBouncer keeps idle server
+    connections on what it serves: they must not be among the backends that the PostgreSQL-only
+    tests count or terminate on theirs."""
+    url = make_url(postgres_url)
+    name = f"{url.database}_pgb"
+    server = make_url(os.environ[POSTGRES_ENV])  # not the run's database: no backend left on it
+    admin = await asyncpg.connect(server.set(drivername="postgresql").render_as_string(False))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        pooled = url.set(database=name).render_as_string(hide_password=False)
+        engine = create_async_engine(pooled)
+        async with engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+        await engine.dispose()
+        yield pooled
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
 def pgbouncer() -> Iterator[PgBouncer]:
     """This run's PgBouncer, in transaction pooling in front of the test PostgreSQL server
     (any database on it: the hardening tests' fresh ones too)."""
@@ -101,10 +123,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     that database through this run's PgBouncer."""
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
-    url: str = request.getfixturevalue("postgres_schema")
     if request.param == "pgbouncer":
         bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
-        return bouncer.url_for(url)
+        return bouncer.url_for(request.getfixturevalue("pooled_schema"))
+    url: str = request.getfixturevalue("postgres_schema")
     return url
 
 
@@ -144,7 +166,7 @@ def direct_database_url(
     test."""
     if database_pooler == "none":
         return empty_database
-    url: str = request.getfixturevalue("postgres_schema")
+    url: str = request.getfixturevalue("pooled_schema")
     return url
 
 

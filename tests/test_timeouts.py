@@ -2,7 +2,9 @@
 captures a 503 after the lock timeout, and everyone else nothing, however long it holds it.
 
 Both ways the timeouts reach the server run every test: as startup parameters of each
-connection, and per transaction, as behind a transaction pooler (APP_DB_TIMEOUT_SCOPE).
+connection, and per transaction, as behind a transaction pooler (APP_DB_TIMEOUT_SCOPE); and
+once more really behind one: through this run's PgBouncer with APP_DATABASE_POOLER=pgbouncer
+(which brings the per-transaction timeouts with it).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from httpx import AsyncClient, Response
 
 from app.settings import Settings
 from tests.helpers import assert_problem, purchase, serving, stored_counts
+from tests.pgbouncer import PgBouncer
 from tests.test_autocommit import row_locked, wait_for_lock_wait
 
 pytestmark = pytest.mark.postgres
@@ -30,18 +33,35 @@ HOLD_S = 2.5
 POOL_SIZE = 4
 
 
+@pytest.fixture(
+    params=["connection", "transaction", pytest.param("pgbouncer", marks=pytest.mark.pgbouncer)]
+)
+def timeout_scope(request: pytest.FixtureRequest) -> str:
+    """APP_DB_TIMEOUT_SCOPE, or `pgbouncer`: per transaction, through PgBouncer."""
+    scope: str = request.param
+    return scope
+
+
 @pytest.fixture
-def database_url(postgres_schema: str) -> str:
-    """These tests are about PostgreSQL only."""
+def database_url(postgres_schema: str, timeout_scope: str, request: pytest.FixtureRequest) -> str:
+    """These tests are about PostgreSQL only (and PgBouncer in front of it)."""
+    if timeout_scope == "pgbouncer":
+        bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
+        return bouncer.url_for(request.getfixturevalue("pooled_schema"))
     return postgres_schema
 
 
-@pytest.fixture(params=["connection", "transaction"])
-def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+@pytest.fixture
+def database_pooler(timeout_scope: str) -> str:
+    return "pgbouncer" if timeout_scope == "pgbouncer" else "none"
+
+
+@pytest.fixture
+def settings(settings: Settings, timeout_scope: str) -> Settings:
     """Short bounds, a small pool and a pool timeout shorter than the lock is held."""
     return settings.model_copy(
         update={
-            "db_timeout_scope": request.param,
+            "db_timeout_scope": "transaction" if timeout_scope == "pgbouncer" else timeout_scope,
             "db_lock_timeout": 0.2,
             "db_statement_timeout": 0.5,
             "db_command_timeout": 0.8,
@@ -115,6 +135,9 @@ async def test_a_statement_over_the_statement_timeout_answers_503(
         assert await stored_counts(client, auth) == (1, 1)
 
 
+# PostgreSQL only: it counts the backends behind the service's one pooled connection, and
+# through PgBouncer a client connection has no backend of its own.
+@pytest.mark.parametrize("timeout_scope", ["connection", "transaction"], indirect=True)
 async def test_a_capture_that_timed_out_is_cancelled_on_the_server_and_its_connection_reused(
     settings: Settings, admin: asyncpg.Connection, auth: dict[str, str]
 ) -> None:
