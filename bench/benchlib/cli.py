@@ -56,6 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="skip the 32-connection run with the other worker count",
     )
     parser.add_argument(
+        "--no-compare-tracing",
+        dest="compare_tracing",
+        action="store_false",
+        help="skip the 32-connection run with tracing on (OTLP to a loopback sink)",
+    )
+    parser.add_argument(
         "--no-scale",
         dest="scale",
         action="store_false",

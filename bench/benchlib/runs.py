@@ -23,6 +23,7 @@ from .proc import RssSampler, postmaster_pid
 from .report import Report, per_req
 from .scale import scale
 from .service import Service
+from .tracing import OtlpSink
 
 
 def git_info() -> str:
@@ -135,6 +136,24 @@ def benchmark(args: argparse.Namespace, report: Report, cleanup: list[Callable[[
         say(f"restarting the service with {args.workers} worker(s)")
         service.start(args.workers)
         warm_up("warmback")
+
+    if args.compare_tracing:
+        sink = OtlpSink()
+        cleanup.append(sink.stop)
+        say(f"restarting the service with tracing on (OTLP/HTTP to {sink.url})")
+        service.start(args.workers, env={"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url})
+        warm_up("warmtraced")
+        traced = single("single32_traced", "single 32c traced", "traced32", 32)
+        off = report.phases["single32"]
+        report.notes.append(
+            f"tracing on (every request sampled, OTLP/HTTP to a loopback sink: "
+            f"{sink.exports} exports, {sink.bytes / 1e6:.1f} MB): "
+            f"{traced.rate:,.0f} req/s, {per_req(traced, traced.service_cpu)} ms CPU/req; "
+            f"off: {off.rate:,.0f} req/s, {per_req(off, off.service_cpu)} ms CPU/req"
+        )
+        say(f"restarting the service with tracing off, {args.workers} worker(s)")
+        service.start(args.workers)
+        warm_up("warmuntraced")
 
     say(
         f"batch: {args.batch_total:,} purchases in {batch_count} requests of "

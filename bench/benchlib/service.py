@@ -58,13 +58,15 @@ class Service:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
-    def start(self, workers: int) -> None:
+    def start(self, workers: int, env: dict[str, str] | None = None) -> None:
+        """Starts (or restarts) the service; `env`: variables beyond the settings (OTEL_*)."""
         self.stop()
         self.port = free_port()
         self.workers = workers
         self.starts += 1
         log_path = self.workdir / f"{self.name}-{self.starts}-w{workers}.log"
         self.log_paths.append(log_path)
+        extra = env
         env = {
             **os.environ,
             "APP_DATABASE_URL": service_db_url(self.database),
@@ -77,6 +79,7 @@ class Service:
         }
         for name in ("WEB_CONCURRENCY", "PYTHONDEVMODE", "PYTHONASYNCIODEBUG"):
             env.pop(name, None)
+        env = {k: v for k, v in env.items() if not k.startswith("OTEL_")} | (extra or {})
         cmd = [str(VENV_BIN / "python"), "-m", "app", "--host", "127.0.0.1"]
         cmd += ["--port", str(self.port), "--workers", str(workers)]
         cmd += ["--proxy-headers", "--no-server-header"]
