@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from pydantic import AfterValidator
@@ -10,8 +10,9 @@ from sqlalchemy import text
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from app import services
-from app.auth import CredentialDep, require_admin
+from app.auth import CredentialDep, require_read
 from app.db import DatabaseDep, ReadConnectionDep
+from app.errors import problem_responses
 from app.idempotency import Captured, RetryKey
 from app.schemas import (
     BatchIn,
@@ -21,7 +22,6 @@ from app.schemas import (
     CustomerPage,
     CustomerPatch,
     Health,
-    Problem,
     PurchaseIn,
     PurchaseOut,
     PurchasePage,
@@ -41,11 +41,8 @@ class _NotBatch(StringConvertor):
 register_url_convertor("not_batch", _NotBatch())
 
 
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        status: {"model": Problem, "content": {"application/problem+json": {}}}
-        for status in statuses
-    }
+# The OpenAPI responses of a route answering these problem statuses (audit and stats use it).
+problems = problem_responses
 
 
 IdempotencyKey = Annotated[
@@ -82,7 +79,7 @@ Cursor = Annotated[
 
 # Only JSON bodies are read; a body of another media type is a 415 (app.errors), not a 422.
 capture = APIRouter(prefix="/api/v1", tags=["capture"])
-reads = APIRouter(prefix="/api/v1", tags=["reads"], dependencies=[Depends(require_admin)])
+reads = APIRouter(prefix="/api/v1", tags=["reads"], dependencies=[Depends(require_read)])
 ops = APIRouter(tags=["operations"])
 
 
@@ -136,7 +133,7 @@ def _created(captured: Captured) -> Response:
     return Response(captured.body, 201, headers=headers, media_type="application/json")
 
 
-@reads.get("/purchases", responses=problems(401, 422, 503))
+@reads.get("/purchases", responses=problems(400, 401, 403, 422, 503))
 async def list_purchases(
     conn: ReadConnectionDep,
     customer_email: EmailFilter = None,
@@ -148,7 +145,7 @@ async def list_purchases(
     )
 
 
-@reads.get("/purchases/{purchase_id:not_batch}", responses=problems(401, 404, 422, 503))
+@reads.get("/purchases/{purchase_id:not_batch}", responses=problems(400, 401, 403, 404, 422, 503))
 async def get_purchase(
     conn: ReadConnectionDep, purchase_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> PurchaseOut:
@@ -166,7 +163,7 @@ EmailPrefix = Annotated[
 ]
 
 
-@reads.get("/customers", responses=problems(401, 422, 503))
+@reads.get("/customers", responses=problems(400, 401, 403, 422, 503))
 async def list_customers(
     conn: ReadConnectionDep,
     email: EmailFilter = None,
@@ -182,7 +179,7 @@ async def list_customers(
 CustomerId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-@reads.get("/customers/{customer_id}", responses=problems(401, 404, 422, 503))
+@reads.get("/customers/{customer_id}", responses=problems(400, 401, 403, 404, 422, 503))
 async def get_customer(
     conn: ReadConnectionDep, customer_id: CustomerId, response: Response
 ) -> CustomerDetail:
@@ -210,7 +207,7 @@ corrections = APIRouter(prefix="/api/v1", tags=["corrections"])
 
 @corrections.patch(
     "/customers/{customer_id}",
-    responses=problems(400, 401, 404, 409, 410, 412, 413, 415, 422, 503),
+    responses=problems(400, 401, 403, 404, 409, 410, 412, 413, 415, 422, 503),
     summary="Correct a customer's name and/or email (needs If-Match)",
 )
 async def correct_customer(
@@ -238,7 +235,7 @@ async def correct_customer(
 @corrections.delete(
     "/customers/{customer_id}",
     status_code=204,
-    responses=problems(401, 404, 412, 422, 503),
+    responses=problems(400, 401, 403, 404, 412, 422, 503),
     summary="Erase a customer: email and name become a tombstone, purchases stay",
 )
 async def erase_customer(

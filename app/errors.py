@@ -147,6 +147,11 @@ def problem_response(
     )
 
 
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` entry of a route that may answer these problem statuses."""
+    return {status: {"model": Problem, "content": {PROBLEM_JSON: {}}} for status in statuses}
+
+
 # Plainer words than Pydantic's defaults for the errors people meet most; others keep its text.
 FRIENDLY_MESSAGES = {
     "missing": "is required",

@@ -27,6 +27,8 @@ from app.audit.api import router as audit_router
 from app.db import Database, create_engine
 from app.errors import install_error_handlers
 from app.idempotency import purge_periodically
+from app.keys.api import keys
+from app.keys.service import Authenticator
 from app.log import configure_logging
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, EdgeMiddleware, is_sane_request_id
@@ -59,7 +61,7 @@ def create_app(
         app.state.database = Database(engine, metrics)
         metrics.watch_pool(engine)
         if settings.admin_token is None:
-            log.warning("APP_ADMIN_TOKEN is not set: the read endpoints will answer 401")
+            log.info("APP_ADMIN_TOKEN is not set: only API keys are accepted")
         log.info(
             "started",
             environment=settings.environment.value,
@@ -96,12 +98,17 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics = Metrics()
+    app.state.authenticator = Authenticator(
+        bootstrap_token=settings.admin_token.get_secret_value() if settings.admin_token else None,
+        cache_seconds=settings.key_cache_seconds,
+    )
     install_error_handlers(app)
     app.include_router(capture)
     app.include_router(reads)
     app.include_router(corrections)
     app.include_router(stats_router)
     app.include_router(audit_router)
+    app.include_router(keys)
     app.include_router(ops)
     # Corrections and erasures are written to the audit trail in their own transaction.
     app.state.record_change = audit_service.record

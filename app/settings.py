@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser."
     )
+    # How long a process trusts what it read of an API key: a revocation reaches every process
+    # within this time. Bounded by the 5 s the API promises.
+    key_cache_seconds: float = Field(default=2.0, ge=0, le=5)
 
     @field_validator("database_url")
     @classmethod

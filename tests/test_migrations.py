@@ -89,7 +89,7 @@ def test_upgrade_head_creates_every_table(blank_database: str) -> None:
 
     tables = _inspect(blank_database, _tables)
 
-    assert tables >= {"customer", "purchase", "idempotency_key", "alembic_version"}
+    assert tables >= {"customer", "purchase", "idempotency_key", "api_key", "alembic_version"}
 
 
 def test_migrations_and_models_do_not_drift(blank_database: str) -> None:

@@ -31,7 +31,7 @@ async def test_read_with_wrong_token_is_a_401_problem(client: AsyncClient, path:
     response = await client.get(path, headers={"Authorization": "Bearer not-the-token"})
 
     assert_problem(response, 401)
-    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
 
 
 async def test_read_with_basic_auth_is_a_401_problem(client: AsyncClient) -> None:

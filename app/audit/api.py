@@ -9,15 +9,15 @@ from fastapi import APIRouter, Depends, Query
 from app.api import MAX_ID, Cursor, Limit, problems
 from app.audit import service
 from app.audit.schemas import AuditPage
-from app.auth import require_admin
+from app.auth import require_read
 from app.db import ReadConnectionDep
 
-router = APIRouter(prefix="/api/v1", tags=["audit"], dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/api/v1", tags=["audit"], dependencies=[Depends(require_read)])
 
 
 @router.get(
     "/audit",
-    responses=problems(401, 422, 503),
+    responses=problems(400, 401, 403, 422, 503),
     summary="Who corrected or erased which customer, and when",
 )
 async def list_audit(

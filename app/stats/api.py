@@ -11,12 +11,12 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import AfterValidator
 
 from app.api import problems
-from app.auth import require_admin
+from app.auth import require_read
 from app.db import ReadConnectionDep
 from app.stats import service
 from app.stats.schemas import DailyStats
 
-router = APIRouter(prefix="/api/v1", tags=["stats"], dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/api/v1", tags=["stats"], dependencies=[Depends(require_read)])
 
 
 @cache
@@ -44,7 +44,7 @@ TimeZone = Annotated[
 
 @router.get(
     "/stats/daily",
-    responses=problems(401, 422, 503),
+    responses=problems(400, 401, 403, 422, 503),
     summary="Purchases, revenue and buyers per local day over a range",
     response_model_by_alias=True,
 )
