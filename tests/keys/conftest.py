@@ -38,6 +38,14 @@ def make_key(settings: Settings) -> MakeKey:
     return make
 
 
+async def stored_keys(settings: Settings) -> list[KeyRow]:
+    engine = create_engine(settings)
+    try:
+        return await service.list_keys(engine)
+    finally:
+        await engine.dispose()
+
+
 async def revoke_all(settings: Settings) -> list[KeyRow]:
     """Revokes every key straight in the table, as another process would."""
     engine = create_engine(settings)
