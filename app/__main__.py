@@ -10,6 +10,8 @@ uvicorn's own command line, with these changes:
   `--http h11` gets the same bound (`--h11-max-incomplete-event-size`, refused with 400) unless
   that option is given too; `--http httptools` or `auto` has none (behind a proxy that bounds
   headers itself).
+- X-Forwarded-For is not believed from anyone by uvicorn (`--no-proxy-headers`): the app
+  believes it from APP_TRUSTED_PROXIES only (app.main).
 - Settings are checked before uvicorn starts: bad ones exit with uvicorn's startup-failure
   status 3 whatever the worker count. With `--workers` (the container's WEB_CONCURRENCY=2),
   uvicorn's supervisor stops when a worker fails to start but then exits 0, which reads as a
@@ -34,6 +36,9 @@ from app.settings import InvalidSettings, Settings, describe_invalid
 
 HTTP_PROTOCOL = f"{BoundedHttpToolsProtocol.__module__}:{BoundedHttpToolsProtocol.__name__}"
 H11_LIMIT_OPTION = "--h11-max-incomplete-event-size"
+# uvicorn believes X-Forwarded-For from 127.0.0.1 unless told not to; the app does that itself,
+# from APP_TRUSTED_PROXIES only, unless one of these options asks uvicorn to.
+PROXY_OPTIONS = ("--proxy-headers", "--no-proxy-headers", "--forwarded-allow-ips")
 
 
 def _exit_cleanly(_signum: int, _frame: FrameType | None) -> None:
@@ -58,6 +63,8 @@ def uvicorn_args(options: list[str]) -> list[str]:
         options = ["--http", HTTP_PROTOCOL, *options]
     elif http == "h11" and _option_value(options, H11_LIMIT_OPTION) is None:
         options = [H11_LIMIT_OPTION, str(MAX_HEAD_BYTES), *options]
+    if not any(option.startswith(PROXY_OPTIONS) for option in options):
+        options = [*options, "--no-proxy-headers"]
     return ["app.main:app", *options]
 
 

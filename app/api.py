@@ -14,6 +14,7 @@ from app.auth import CredentialDep, require_read
 from app.db import DatabaseDep, ReadConnectionDep
 from app.errors import problem_responses
 from app.idempotency import Captured, RetryKey
+from app.ratelimit import charge_batch
 from app.schemas import (
     BatchIn,
     BatchOut,
@@ -87,7 +88,7 @@ ops = APIRouter(tags=["operations"])
     "/purchases",
     status_code=201,
     response_model=CapturedPurchase,
-    responses=problems(400, 413, 415, 422, 503),
+    responses=problems(400, 413, 415, 422, 429, 503),
     summary="Capture a purchase; create or update its customer",
 )
 async def create_purchase(
@@ -107,12 +108,13 @@ async def create_purchase(
     "/purchases/batch",
     status_code=201,
     response_model=BatchOut,
-    responses=problems(400, 413, 415, 422, 503),
+    responses=problems(400, 413, 415, 422, 429, 503),
     summary="Capture up to 1000 purchases, all or nothing",
 )
 async def create_purchases(
     request: Request, data: BatchIn, database: DatabaseDep, idempotency_key: IdempotencyKey = None
 ) -> Response:
+    await charge_batch(request.scope, request.app.state.capture_limiter, len(data.purchases))
     async with database.connect() as conn:
         captured = await services.capture_batch(
             conn, data=data, idempotency_key=_retry_key(request, idempotency_key)

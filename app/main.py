@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app import tracing
 from app.api import capture, corrections, ops, reads
@@ -32,6 +33,13 @@ from app.keys.service import Authenticator
 from app.log import configure_logging
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, EdgeMiddleware, is_sane_request_id
+from app.ratelimit import (
+    Buckets,
+    CaptureLimiter,
+    MemoryBuckets,
+    RateLimitMiddleware,
+    RedisBuckets,
+)
 from app.settings import InvalidSettings, Settings, describe_invalid, get_settings
 from app.stats.api import router as stats_router
 
@@ -80,6 +88,8 @@ def create_app(
         finally:
             purger.cancel()
             await asyncio.gather(purger, return_exceptions=True)
+            if limiter is not None:
+                await limiter.buckets.close()
             await engine.dispose()
             metrics.close()
             if statements is not None:
@@ -109,6 +119,7 @@ def create_app(
     app.include_router(stats_router)
     app.include_router(audit_router)
     app.include_router(keys)
+    app.state.capture_limiter = limiter = _capture_limiter(settings)
     app.include_router(ops)
     # Corrections and erasures are written to the audit trail in their own transaction.
     app.state.record_change = audit_service.record
@@ -119,6 +130,8 @@ def create_app(
     # (security headers, access line, HTTP metrics) wraps everything else, CORS answers and the
     # last-resort 500 it writes itself included.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if limiter is not None:
+        app.add_middleware(RateLimitMiddleware, limiter=limiter)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -131,8 +144,20 @@ def create_app(
                 "If-Match",
                 "X-Request-ID",
             ],
-            expose_headers=["X-Request-ID", "Idempotent-Replayed", "Retry-After", "ETag"],
+            expose_headers=[
+                "X-Request-ID",
+                "Idempotent-Replayed",
+                "Retry-After",
+                "ETag",
+                "RateLimit",
+                "RateLimit-Policy",
+            ],
         )
+    if settings.trusted_proxies:
+        # uvicorn's own implementation: the client address becomes the rightmost address in
+        # X-Forwarded-For that is not a trusted proxy (python -m app turns uvicorn's server-level
+        # copy off, so APP_TRUSTED_PROXIES is the one switch).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.add_middleware(EdgeMiddleware, metrics=metrics)
     app.add_middleware(
         CorrelationIdMiddleware,
@@ -145,6 +170,18 @@ def create_app(
     if provider is not None:
         tracing.trace_requests(app, provider)
     return app
+
+
+def _capture_limiter(settings: Settings) -> CaptureLimiter | None:
+    rate = settings.capture_rate
+    if rate is None:
+        return None
+    buckets: Buckets = (
+        MemoryBuckets(rate)
+        if settings.rate_limit_store == "memory"
+        else RedisBuckets(rate, settings.rate_limit_store)
+    )
+    return CaptureLimiter(rate, buckets)
 
 
 # Young objects are collected after this many allocations (CPython's default: 700). A request

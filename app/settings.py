@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
+
+from app.ratelimit import Rate, parse_rate
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIN_TOKEN_LENGTH = 16
@@ -72,6 +75,43 @@ class Settings(BaseSettings):
     # How long a process trusts what it read of an API key: a revocation reaches every process
     # within this time. Bounded by the 5 s the API promises.
     key_cache_seconds: float = Field(default=2.0, ge=0, le=5)
+    # Per client address on the capture endpoints; "off" turns the limit off. The default is
+    # far above what a person or a shop's integration sends, and stops a script flooding.
+    rate_limit_captures: str = "100/s burst 1000"
+    # "memory" (each process its own buckets) or a redis:// URL (one limit across replicas).
+    rate_limit_store: str = "memory"
+    # Peers whose X-Forwarded-For is believed: addresses or networks, comma-separated.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("rate_limit_captures")
+    @classmethod
+    def _valid_rate(cls, text: str) -> str:
+        parse_rate(text)
+        return text
+
+    @field_validator("rate_limit_store")
+    @classmethod
+    def _valid_store(cls, store: str) -> str:
+        if store != "memory" and not store.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be 'memory' or a redis:// URL")
+        return store
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, value: object) -> object:
+        """`10.0.0.1, 192.168.0.0/16`: each an address or a network (or `*`, trust anyone)."""
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list):
+            return value
+        proxies = [str(item).strip() for item in items if str(item).strip()]
+        for proxy in proxies:
+            if proxy != "*":
+                ipaddress.ip_network(proxy, strict=False)  # ValueError names the bad one
+        return proxies
+
+    @property
+    def capture_rate(self) -> Rate | None:
+        return parse_rate(self.rate_limit_captures)
 
     @field_validator("database_url")
     @classmethod

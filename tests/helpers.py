@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
 from sqlalchemy import Executable, RowMapping, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -133,3 +134,16 @@ def assert_promtool_accepts(exposition: str) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert not (done.stdout + done.stderr).strip(), done.stdout + done.stderr
+
+
+@asynccontextmanager
+async def serve(
+    settings: Settings, *, client: tuple[str, int] = ("127.0.0.1", 123), **changes: Any
+) -> AsyncIterator[AsyncClient]:
+    """A client, at this address, of a fresh app on the test's database with these settings
+    changed."""
+    application: FastAPI = create_app(settings.model_copy(update=changes))
+    async with application.router.lifespan_context(application):
+        transport = ASGITransport(app=application, client=client)
+        async with AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http

@@ -42,6 +42,7 @@ def test_the_bounded_httptools_protocol_is_the_default() -> None:
         "app.server:BoundedHttpToolsProtocol",
         "--port",
         "9000",
+        "--no-proxy-headers",
     ]
     assert HTTP_PROTOCOL == "app.server:BoundedHttpToolsProtocol"
     # --http2 is another option: the default protocol still applies.
@@ -63,7 +64,7 @@ def test_the_bounded_httptools_protocol_is_the_default() -> None:
 )
 def test_an_explicit_http_option_is_kept(options: list[str], expected: list[str]) -> None:
     """h11 gets the same bound unless one is given; any other choice is the user's."""
-    assert uvicorn_args(options) == ["app.main:app", *expected]
+    assert uvicorn_args(options) == ["app.main:app", *expected, "--no-proxy-headers"]
 
 
 # --- the protocol, in a real process ----------------------------------------------------------

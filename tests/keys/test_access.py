@@ -9,8 +9,8 @@ from httpx import AsyncClient
 
 from app.keys import service
 from app.settings import Settings
-from tests.helpers import assert_problem, purchase
-from tests.keys.conftest import MakeKey, bearer, revoke_all, serve
+from tests.helpers import assert_problem, purchase, serve
+from tests.keys.conftest import MakeKey, bearer, revoke_all
 
 
 async def test_a_read_key_reads_purchases(client: AsyncClient, make_key: MakeKey) -> None:

@@ -8,8 +8,8 @@ from httpx import AsyncClient
 
 from app.keys.service import utcnow
 from app.settings import Settings
-from tests.helpers import assert_problem
-from tests.keys.conftest import MakeKey, bearer, serve
+from tests.helpers import assert_problem, serve
+from tests.keys.conftest import MakeKey, bearer
 
 
 async def test_created_key_is_shown_once_and_works(client: AsyncClient, make_key: MakeKey) -> None:

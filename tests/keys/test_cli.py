@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from app.settings import Settings
-from tests.helpers import assert_problem
-from tests.keys.conftest import bearer, serve
+from tests.helpers import assert_problem, serve
+from tests.keys.conftest import bearer
 
 SCRIPT = Path(sys.executable).parent / "purchase-capture"
 

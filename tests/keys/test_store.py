@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.keys.models import ApiKey
 from app.keys.service import TOUCH_INTERVAL, utcnow
 from app.settings import Settings
-from tests.keys.conftest import MakeKey, bearer, serve
+from tests.helpers import serve
+from tests.keys.conftest import MakeKey, bearer
 
 
 async def _stored(settings: Settings) -> list[dict[str, object]]:
