@@ -12,6 +12,8 @@ PORT ?= 8000
 DEV_TOKEN_FILE := var/dev-admin-token
 # The local PostgreSQL server the tests create their throwaway databases on.
 export APP_TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
+# The Redis the shared rate-limit store is tested on (keys under a name of each test's own).
+export APP_TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 .PHONY: help
 help: ## List the targets
