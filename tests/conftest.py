@@ -16,6 +16,8 @@ import asyncpg
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -26,6 +28,7 @@ from tests.pgbouncer import PgBouncer, pgbouncer_binary
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 POSTGRES_ENV = "APP_TEST_DATABASE_URL"
+REDIS_ENV = "APP_TEST_REDIS_URL"
 
 
 def postgres_required() -> bool:
@@ -55,6 +58,27 @@ async def postgres_url() -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def redis_url() -> str:
+    """The Redis in APP_TEST_REDIS_URL, checked to answer (APP_REQUIRE_REDIS=1: fail, else skip,
+    when it does not). Tests share it: each uses keys or client addresses of its own."""
+    url = os.environ.get(REDIS_ENV, "")
+    required = os.environ.get("APP_REQUIRE_REDIS", "") not in ("", "0")
+    reason = f"{REDIS_ENV} is not set"
+    if url:
+        client = Redis.from_url(url, socket_connect_timeout=2)
+        try:
+            await client.ping()
+            return url
+        except (RedisError, OSError) as error:
+            reason = f"cannot reach Redis at {REDIS_ENV}: {error}"
+        finally:
+            await client.aclose()
+    if required:
+        pytest.fail(f"{reason} (APP_REQUIRE_REDIS=1)")
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

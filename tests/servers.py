@@ -4,6 +4,7 @@
   in its own OS process on a free loopback port with the given environment, waits until it
   answers, and stops it (SIGTERM, then SIGKILL of it and its workers). `stop()` and `start()`
   may be repeated: the port is kept, so a test can take the service away and bring it back.
+- `purchase_capture` runs the console script on a database.
 - `app_env` is the environment of such a process; `migrate` brings a database to head with
   `alembic upgrade head`, as a release would.
 - `rss_bytes` and `descendants` look at a process and its children in /proc.
@@ -55,6 +56,20 @@ def migrate(database_url: str) -> None:
 _NOT_INHERITED = ("APP_", "PROMETHEUS_MULTIPROC_DIR", "OTEL_")
 
 
+def purchase_capture(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Runs the `purchase-capture` console script on this database, as an operator would."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("APP_")}
+    env["APP_DATABASE_URL"] = database_url
+    return subprocess.run(  # noqa: S603 - our own console script and arguments
+        [str(Path(sys.executable).parent / "purchase-capture"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def app_env(database_url: str, **settings: str) -> dict[str, str]:
     """The environment of an app process: ours, less any APP_*, PROMETHEUS_MULTIPROC_DIR or
     OTEL_*, plus the test's settings (`admin_token="..."` becomes APP_ADMIN_TOKEN, in place of
@@ -67,6 +82,9 @@ def app_env(database_url: str, **settings: str) -> dict[str, str]:
             "APP_DATABASE_URL": database_url,
             "APP_LOG_FORMAT": "json",
             "APP_STATIC_DIR": str(ROOT / "static"),
+            # These processes take traffic from one address at rates that are the point of
+            # their tests; the tests of the limit itself turn it on.
+            "APP_RATE_LIMIT_CAPTURES": "off",
         }
     )
     env.update({f"APP_{key.upper()}": value for key, value in settings.items()})

@@ -1,42 +1,19 @@
-"""The shared store: the same buckets in a real Redis (APP_TEST_REDIS_URL), one limit for every
-process using it, and captures going on when Redis is away."""
+"""The shared store: the same buckets in a real Redis (`redis_url`), one limit for every process
+using it, and captures going on when Redis is away."""
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from app.ratelimit import Rate, RedisBuckets
 from app.settings import Settings
 from tests.helpers import assert_problem, purchase, serve
 from tests.servers import free_port
 
-REDIS_ENV = "APP_TEST_REDIS_URL"
 CAPTURE = "/api/v1/purchases"
-
-
-@pytest.fixture(scope="session")
-async def redis_url() -> str:
-    url = os.environ.get(REDIS_ENV, "")
-    required = os.environ.get("APP_REQUIRE_REDIS", "") not in ("", "0")
-    reason = f"{REDIS_ENV} is not set"
-    if url:
-        client = Redis.from_url(url, socket_connect_timeout=2)
-        try:
-            await client.ping()
-            return url
-        except (RedisError, OSError) as error:
-            reason = f"cannot reach Redis at {REDIS_ENV}: {error}"
-        finally:
-            await client.aclose()
-    if required:
-        pytest.fail(f"{reason} (APP_REQUIRE_REDIS=1)")
-    pytest.skip(reason)
 
 
 @pytest.fixture

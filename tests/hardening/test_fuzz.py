@@ -1,7 +1,8 @@
 """Issue 6.1: the service fuzzed from its own OpenAPI spec by Schemathesis.
 
 `st run --checks all` against a real uvicorn process on a real PostgreSQL database, with a
-fixed seed and the admin token (so the reads are fuzzed past the 401): no 5xx, every status and
+fixed seed and an API key with the `read` scope made by the console script (so the reads are
+fuzzed past the 401, and the key endpoints meet a key without `admin`): no 5xx, every status and
 body as documented, schema-valid requests accepted and invalid ones (`true` as a number, ...)
 refused. All four phases run: the spec's examples, the coverage phase (boundaries and each
 kind of invalid value), random fuzzing, and stateful sequences following the API's links.
@@ -20,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import ADMIN_TOKEN, ROOT
+from tests.servers import ROOT, purchase_capture
 
 from .conftest import Serve
 
@@ -41,7 +42,13 @@ def examples(variable: str, ci: int, local: int) -> int:
     return max(chosen, ci) if in_ci() else chosen
 
 
-def run_schemathesis(base_url: str, workdir: Path, *arguments: str) -> str:
+def read_key(database: str) -> str:
+    created = purchase_capture(database, "keys", "create", "--name", "fuzz", "--scope", "read")
+    assert created.returncode == 0, created.stderr
+    return created.stdout.strip()
+
+
+def run_schemathesis(base_url: str, key: str, workdir: Path, *arguments: str) -> str:
     """`st run --checks all` on the served spec; fails the test with the findings."""
     command = [
         sys.executable,
@@ -62,7 +69,7 @@ def run_schemathesis(base_url: str, workdir: Path, *arguments: str) -> str:
         "--seed",
         str(SEED),
         "--header",
-        f"Authorization: Bearer {ADMIN_TOKEN}",
+        f"Authorization: Bearer {key}",
         # One worker: several threads trip CPython 3.11's "AST constructor recursion depth
         # mismatch" inside Hypothesis (ast.parse is not thread-safe there).
         "--workers",
@@ -97,6 +104,7 @@ def test_every_operation_passes_all_checks(database: str, serve: Serve, tmp_path
 
     run_schemathesis(
         server.base_url,
+        read_key(database),
         tmp_path,
         "--phases",
         "examples,coverage,fuzzing",
@@ -115,7 +123,13 @@ def test_sequences_of_calls_following_the_api_links(
     count = examples("HARDENING_STATEFUL_EXAMPLES", ci=60, local=30)
 
     run_schemathesis(
-        server.base_url, tmp_path, "--phases", "stateful", "--max-examples", str(count)
+        server.base_url,
+        read_key(database),
+        tmp_path,
+        "--phases",
+        "stateful",
+        "--max-examples",
+        str(count),
     )
 
     assert "Traceback" not in server.log_text(), server.log_tail(80)

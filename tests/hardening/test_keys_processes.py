@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from tests.keys.test_cli import run_cli
+from tests.servers import purchase_capture
 
 from .conftest import Serve
 
@@ -24,7 +24,7 @@ async def test_revocation_by_the_cli_reaches_every_process_within_5s(
 ) -> None:
     servers = [serve(database, name="a"), serve(database, name="b")]
     created = await asyncio.to_thread(
-        run_cli, database, "create", "--name", "ci", "--scope", "read"
+        purchase_capture, database, "keys", "create", "--name", "ci", "--scope", "read"
     )
     assert created.returncode == 0, created.stderr
     headers = {"Authorization": f"Bearer {created.stdout.strip()}"}
@@ -33,7 +33,7 @@ async def test_revocation_by_the_cli_reaches_every_process_within_5s(
         for server in servers:
             assert (await http.get(server.base_url + READ, headers=headers)).status_code == 200
 
-        revoked = await asyncio.to_thread(run_cli, database, "revoke", "1")
+        revoked = await asyncio.to_thread(purchase_capture, database, "keys", "revoke", "1")
         assert revoked.returncode == 0, revoked.stderr
         revoked_at = time.monotonic()
 

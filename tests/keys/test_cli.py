@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from app.settings import Settings
 from tests.helpers import assert_problem, serve
 from tests.keys.conftest import bearer
-
-SCRIPT = Path(sys.executable).parent / "purchase-capture"
+from tests.servers import purchase_capture
 
 
 def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("APP_")}
-    env["APP_DATABASE_URL"] = database_url
-    return subprocess.run(  # noqa: S603 - our own console script and arguments
-        [str(SCRIPT), "keys", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return purchase_capture(database_url, "keys", *args)
 
 
 async def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
