@@ -16,7 +16,7 @@ import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
-from app.errors import AppError
+from app.errors import AppError, Unauthorized
 from app.keys.schemas import Scope
 from app.keys.service import Authenticator, InvalidKey, Principal
 
@@ -36,14 +36,6 @@ bearer_scheme = HTTPBearer(
     auto_error=False,
     description="An API key (`pcs_...`) or the bootstrap APP_ADMIN_TOKEN.",
 )
-
-
-class MissingCredentials(AppError):
-    status = 401
-    title = "Unauthorized"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
 
 
 class InvalidToken(AppError):
@@ -81,14 +73,12 @@ class MissingScope(AppError):
 def _bearer_token(request: Request) -> str:
     values = request.headers.getlist("authorization")
     if not values:
-        raise MissingCredentials("Send an API key as 'Authorization: Bearer <key>'.")
+        raise Unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
     if len(values) > 1:
         raise MalformedAuthorization("Send one Authorization header, not several.")
     scheme, _, token = values[0].strip().partition(" ")
     if scheme.lower() != "bearer":
-        raise MissingCredentials(
-            "Only the Bearer scheme is accepted: 'Authorization: Bearer <key>'."
-        )
+        raise Unauthorized("Only the Bearer scheme is accepted: 'Authorization: Bearer <key>'.")
     token = token.strip()
     if len(token) > MAX_TOKEN_CHARS:
         raise MalformedAuthorization(
