@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -33,7 +34,7 @@ def key_out(row: KeyRow) -> KeyOut:
 @keys.post(
     "",
     status_code=201,
-    responses=problem_responses(400, 401, 403, 422, 503),
+    responses=problem_responses(400, 401, 403, 413, 415, 422, 503),
     summary="Create a key; its secret is in this response only",
 )
 async def create_key(data: KeyIn, request: Request) -> CreatedKey:
@@ -41,7 +42,7 @@ async def create_key(data: KeyIn, request: Request) -> CreatedKey:
         request.app.state.database.engine,
         name=data.name,
         scopes=frozenset(data.scopes),
-        expires_at=data.expires_at,
+        lifetime=timedelta(days=data.expires_in_days) if data.expires_in_days else None,
     )
     return CreatedKey(**key_out(row).model_dump(), secret=secret)
 

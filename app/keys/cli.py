@@ -21,7 +21,7 @@ from app.db import create_engine
 from app.errors import AppError
 from app.keys import service
 from app.keys.repository import KeyRow
-from app.keys.schemas import Scope
+from app.keys.schemas import MAX_LIFETIME_DAYS, Scope
 from app.settings import InvalidSettings, Settings, describe_invalid
 
 T = TypeVar("T")
@@ -67,7 +67,10 @@ def parse_duration(value: str) -> timedelta:
     if not match or int(match[1]) == 0:
         raise typer.BadParameter(f"expected a duration such as 90d or 12h, not {value!r}")
     amount, unit = int(match[1]), match[2]
-    return timedelta(days=amount) if unit == "d" else timedelta(hours=amount)
+    lifetime = timedelta(days=amount) if unit == "d" else timedelta(hours=amount)
+    if lifetime > timedelta(days=MAX_LIFETIME_DAYS):
+        raise typer.BadParameter(f"at most {MAX_LIFETIME_DAYS} days")
+    return lifetime
 
 
 def _line(row: KeyRow) -> str:
@@ -97,9 +100,8 @@ def create(
         raise typer.BadParameter("the name must be 1 to 100 characters", param_hint="--name")
 
     async def call(engine: AsyncEngine) -> tuple[KeyRow, str]:
-        expires_at = service.utcnow() + lifetime if lifetime else None
         return await service.create_key(
-            engine, name=name, scopes=frozenset(scopes), expires_at=expires_at
+            engine, name=name, scopes=frozenset(scopes), lifetime=lifetime
         )
 
     row, secret = _run(call)

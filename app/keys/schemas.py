@@ -8,6 +8,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+MAX_LIFETIME_DAYS = 3650
+
 
 class Scope(StrEnum):
     """What a key may do. Scopes do not imply each other: an admin key cannot read purchases
@@ -31,8 +33,10 @@ class KeyIn(BaseModel):
 
     name: KeyName = Field(description="Who or what the key is for.")
     scopes: list[Scope] = Field(min_length=1, max_length=len(Scope))
-    expires_at: datetime | None = Field(
-        default=None, description="When the key stops working (ISO 8601 with an offset)."
+    # A lifetime rather than a date: nothing the schema allows is refused later (a date could
+    # be in the past), and no clock but the server's matters.
+    expires_in_days: int | None = Field(
+        default=None, ge=1, le=MAX_LIFETIME_DAYS, description="Days until the key stops working."
     )
 
 

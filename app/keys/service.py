@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import READ_ONLY
-from app.errors import AppError, NotFound
+from app.errors import NotFound
 from app.keys.repository import KeyRepository, KeyRow
 from app.keys.schemas import Scope
 
@@ -79,22 +79,17 @@ class InvalidKey(Exception):
     """The presented key is unknown, wrong, revoked or expired (the caller is not told which)."""
 
 
-class InvalidExpiry(AppError):
-    status = 422
-    title = "Invalid expiry"
-
-
 async def create_key(
     engine: AsyncEngine,
     *,
     name: str,
     scopes: frozenset[str],
-    expires_at: datetime | None,
+    lifetime: timedelta | None,
 ) -> tuple[KeyRow, str]:
     """Stores a new key and returns it with its secret, which nothing else will ever show."""
+    if lifetime is not None and lifetime <= timedelta(0):
+        raise ValueError("a key's lifetime must be positive")
     now = utcnow()
-    if expires_at is not None and expires_at <= now:
-        raise InvalidExpiry("expires_at must be in the future.")
     made = new_secret()
     async with engine.connect() as conn, conn.begin():
         row = await KeyRepository(conn).add(
@@ -103,7 +98,7 @@ async def create_key(
             name=name,
             scopes=scopes,
             created_at=now,
-            expires_at=expires_at,
+            expires_at=now + lifetime if lifetime else None,
         )
     log.info("api key created", key_id=row.id, scopes=" ".join(sorted(scopes)))
     return row, made.secret

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import timedelta
 
 import pytest
 
@@ -19,11 +19,11 @@ MakeKey = Callable[..., Awaitable[str]]
 def make_key(settings: Settings) -> MakeKey:
     """Creates a key with these scopes and returns its secret."""
 
-    async def make(*scopes: str, name: str = "test key", expires_at: datetime | None = None) -> str:
+    async def make(*scopes: str, name: str = "test key", lifetime: timedelta | None = None) -> str:
         engine = create_engine(settings)
         try:
             _, secret = await service.create_key(
-                engine, name=name, scopes=frozenset(scopes), expires_at=expires_at
+                engine, name=name, scopes=frozenset(scopes), lifetime=lifetime
             )
         finally:
             await engine.dispose()

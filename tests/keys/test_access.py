@@ -7,7 +7,6 @@ from datetime import timedelta
 
 from httpx import AsyncClient
 
-from app.keys import service
 from app.settings import Settings
 from tests.helpers import assert_problem, purchase, serve
 from tests.keys.conftest import MakeKey, bearer, revoke_all
@@ -56,7 +55,7 @@ async def test_an_unknown_key_is_a_401(client: AsyncClient, make_key: MakeKey) -
 
 
 async def test_an_expired_key_is_a_401(client: AsyncClient, make_key: MakeKey) -> None:
-    key = await make_key("read", expires_at=service.utcnow() + timedelta(seconds=1))
+    key = await make_key("read", lifetime=timedelta(seconds=1))
     assert (await client.get("/api/v1/purchases", headers=bearer(key))).status_code == 200
 
     await asyncio.sleep(1.1)
