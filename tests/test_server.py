@@ -67,6 +67,14 @@ def test_an_explicit_http_option_is_kept(options: list[str], expected: list[str]
     assert uvicorn_args(options) == ["app.main:app", *expected, "--no-proxy-headers"]
 
 
+@pytest.mark.parametrize(
+    "option", ["--proxy-headers", "--no-proxy-headers", "--forwarded-allow-ips=10.0.0.1"]
+)
+def test_uvicorn_believes_x_forwarded_for_only_when_told(option: str) -> None:
+    """By default only the app does, from APP_TRUSTED_PROXIES; an explicit option is kept."""
+    assert uvicorn_args([option]) == ["app.main:app", "--http", HTTP_PROTOCOL, option]
+
+
 # --- the protocol, in a real process ----------------------------------------------------------
 
 

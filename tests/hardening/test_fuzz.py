@@ -42,8 +42,11 @@ def examples(variable: str, ci: int, local: int) -> int:
     return max(chosen, ci) if in_ci() else chosen
 
 
-def read_key(database: str) -> str:
-    created = purchase_capture(database, "keys", "create", "--name", "fuzz", "--scope", "read")
+KEY_PATHS = "^/api/v1/keys"
+
+
+def make_key(database: str, scope: str) -> str:
+    created = purchase_capture(database, "keys", "create", "--name", "fuzz", "--scope", scope)
     assert created.returncode == 0, created.stderr
     return created.stdout.strip()
 
@@ -96,16 +99,17 @@ def run_schemathesis(base_url: str, key: str, workdir: Path, *arguments: str) ->
     return report
 
 
-def test_every_operation_passes_all_checks(database: str, serve: Serve, tmp_path: Path) -> None:
-    """The spec's examples, its boundaries and each kind of invalid value, then random data:
-    at least 200 cases per operation under CI."""
+def fuzz(database: str, serve: Serve, workdir: Path, scope: str, *selection: str) -> None:
+    """The examples, coverage and fuzzing phases on the selected operations, with a key of
+    this scope: at least 200 cases per operation under CI."""
     server = serve(database)
     count = examples("HARDENING_FUZZ_EXAMPLES", ci=200, local=50)
 
     run_schemathesis(
         server.base_url,
-        read_key(database),
-        tmp_path,
+        make_key(database, scope),
+        workdir,
+        *selection,
         "--phases",
         "examples,coverage,fuzzing",
         "--max-examples",
@@ -113,6 +117,19 @@ def test_every_operation_passes_all_checks(database: str, serve: Serve, tmp_path
     )
 
     assert "Traceback" not in server.log_text(), server.log_tail(80)
+
+
+def test_every_operation_passes_all_checks(database: str, serve: Serve, tmp_path: Path) -> None:
+    """The spec's examples, its boundaries and each kind of invalid value, then random data,
+    with a `read` key (the key operations, which need `admin`, are the next test's)."""
+    fuzz(database, serve, tmp_path, "read", "--exclude-path-regex", KEY_PATHS)
+
+
+def test_key_operations_pass_all_checks_with_an_admin_key(
+    database: str, serve: Serve, tmp_path: Path
+) -> None:
+    """Creating, listing and revoking keys, fuzzed with a key holding `admin`."""
+    fuzz(database, serve, tmp_path, "admin", "--include-path-regex", KEY_PATHS)
 
 
 def test_sequences_of_calls_following_the_api_links(
@@ -124,8 +141,10 @@ def test_sequences_of_calls_following_the_api_links(
 
     run_schemathesis(
         server.base_url,
-        read_key(database),
+        make_key(database, "read"),
         tmp_path,
+        "--exclude-path-regex",
+        KEY_PATHS,
         "--phases",
         "stateful",
         "--max-examples",
