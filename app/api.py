@@ -14,6 +14,7 @@ from app.auth import CredentialDep, require_read
 from app.db import DatabaseDep, ReadConnectionDep
 from app.errors import problem_responses
 from app.idempotency import Captured, RetryKey
+from app.keys.auth import credential_id
 from app.ratelimit import charge_batch
 from app.schemas import (
     BatchIn,
@@ -88,7 +89,7 @@ ops = APIRouter(tags=["operations"])
     "/purchases",
     status_code=201,
     response_model=CapturedPurchase,
-    responses=problems(400, 413, 415, 422, 429, 503),
+    responses=problems(400, 401, 413, 415, 422, 429, 503),
     summary="Capture a purchase; create or update its customer",
 )
 async def create_purchase(
@@ -99,7 +100,7 @@ async def create_purchase(
 ) -> Response:
     async with database.connect() as conn:
         captured = await services.capture_purchase(
-            conn, data=data, idempotency_key=_retry_key(request, idempotency_key)
+            conn, data=data, idempotency_key=await _retry_key(request, idempotency_key)
         )
     return _created(captured)
 
@@ -108,7 +109,7 @@ async def create_purchase(
     "/purchases/batch",
     status_code=201,
     response_model=BatchOut,
-    responses=problems(400, 413, 415, 422, 429, 503),
+    responses=problems(400, 401, 413, 415, 422, 429, 503),
     summary="Capture up to 1000 purchases, all or nothing",
 )
 async def create_purchases(
@@ -117,17 +118,22 @@ async def create_purchases(
     await charge_batch(request.scope, request.app.state.capture_limiter, len(data.purchases))
     async with database.connect() as conn:
         captured = await services.capture_batch(
-            conn, data=data, idempotency_key=_retry_key(request, idempotency_key)
+            conn, data=data, idempotency_key=await _retry_key(request, idempotency_key)
         )
     # Serialised by the service in one pass: FastAPI would validate the 1000 purchases again.
     return _created(captured)
 
 
-def _retry_key(request: Request, key: str | None) -> RetryKey | None:
+async def _retry_key(request: Request, key: str | None) -> RetryKey | None:
+    """The Idempotency-Key, in the scope of the API key the capture was sent with, if any:
+    captures are public, so one without a credential is in the public scope."""
     if key is None:
         return None
     settings: Settings = request.app.state.settings
-    return RetryKey(key, ttl=settings.idempotency_key_ttl)
+    credential = await credential_id(request)
+    if credential is None:
+        return RetryKey(key, ttl=settings.idempotency_key_ttl)
+    return RetryKey(key, ttl=settings.idempotency_key_ttl, scope=credential)
 
 
 def _created(captured: Captured) -> Response:

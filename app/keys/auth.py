@@ -107,6 +107,15 @@ def credential_name(principal: Principal) -> str:
     return ADMIN_TOKEN_CREDENTIAL if principal.key_id is None else f"key:{principal.key_id}"
 
 
+async def credential_id(request: Request) -> str | None:
+    """Who sent a request to a public endpoint: None without an Authorization header, else the
+    name of its (valid) credential; an invalid one is refused as on any other endpoint rather
+    than taken for none."""
+    if "authorization" not in request.headers:
+        return None
+    return credential_name(await authenticate(request))
+
+
 def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """A dependency admitting callers whose key has `scope`; it returns their principal."""
 

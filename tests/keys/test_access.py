@@ -108,3 +108,33 @@ async def test_without_a_bootstrap_token_keys_still_work(
     async with serve(settings, admin_token=None) as client:
         assert_problem(await client.get("/api/v1/purchases", headers=auth), 401)
         assert (await client.get("/api/v1/purchases", headers=bearer(key))).status_code == 200
+
+
+async def test_an_idempotency_key_sent_with_an_api_key_is_that_keys_own(
+    client: AsyncClient, make_key: MakeKey
+) -> None:
+    """Captures are public: without a credential a retry key is in the public scope; sent with
+    an API key it is in that key's, so another caller cannot claim or replay it."""
+    one, two = bearer(await make_key("read")), bearer(await make_key("read"))
+    retry = {"Idempotency-Key": "order-42"}
+
+    first = await client.post("/api/v1/purchases", json=purchase(), headers={**retry, **one})
+    replayed = await client.post("/api/v1/purchases", json=purchase(), headers={**retry, **one})
+    other = await client.post("/api/v1/purchases", json=purchase(), headers={**retry, **two})
+    public = await client.post("/api/v1/purchases", json=purchase(), headers=retry)
+
+    assert first.status_code == replayed.status_code == 201
+    assert replayed.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in other.headers
+    assert "idempotent-replayed" not in public.headers
+    assert len({first.json()["id"], other.json()["id"], public.json()["id"]}) == 3
+
+
+async def test_a_capture_with_an_invalid_api_key_is_a_401(client: AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/purchases",
+        json=purchase(),
+        headers={"Idempotency-Key": "order-42", **bearer("pcs_" + "x" * 40)},
+    )
+
+    assert_problem(response, 401)
