@@ -5,15 +5,20 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 
-from app.errors import problem_responses
+from app.errors import AppError, problem_responses
 from app.keys import service
 from app.keys.auth import require
 from app.keys.repository import KeyRow
 from app.keys.schemas import CreatedKey, KeyIn, KeyList, KeyOut, Scope
 
 MAX_ID = 2**63 - 1
+# Declared so that a client sending one is told why it is refused (400), not ignored.
+RefusedIdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", description="Refused with 400: keys are not replayed."),
+]
 
 keys = APIRouter(prefix="/api/v1/keys", tags=["keys"], dependencies=[Depends(require(Scope.ADMIN))])
 
@@ -37,7 +42,15 @@ def key_out(row: KeyRow) -> KeyOut:
     responses=problem_responses(400, 401, 403, 413, 415, 422, 503),
     summary="Create a key; its secret is in this response only",
 )
-async def create_key(data: KeyIn, request: Request) -> CreatedKey:
+async def create_key(
+    data: KeyIn, request: Request, idempotency_key: RefusedIdempotencyKey = None
+) -> CreatedKey:
+    if idempotency_key is not None:
+        raise AppError(
+            "Key creation takes no Idempotency-Key: a replay would need the secret kept, and "
+            "only its hash is. Create the key again if the answer was lost (and revoke the "
+            "first, listed by its name)."
+        )
     row, secret = await service.create_key(
         request.app.state.database.engine,
         name=data.name,

@@ -103,3 +103,19 @@ async def test_revoking_an_unknown_key_is_a_404(client: AsyncClient, make_key: M
     admin = bearer(await make_key("admin"))
 
     assert_problem(await client.delete("/api/v1/keys/999", headers=admin), 404)
+
+
+async def test_key_creation_refuses_an_idempotency_key(
+    client: AsyncClient, make_key: MakeKey
+) -> None:
+    admin = bearer(await make_key("admin"))
+
+    response = await client.post(
+        "/api/v1/keys",
+        json={"name": "x", "scopes": ["read"]},
+        headers={**admin, "Idempotency-Key": "k-1"},
+    )
+    listed = await client.get("/api/v1/keys", headers=admin)
+
+    assert "secret" in assert_problem(response, 400)["detail"]
+    assert len(listed.json()["items"]) == 1
