@@ -130,6 +130,3 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
 
     return check
 
-
-ReadPrincipal = Annotated[Principal, Depends(require(Scope.READ))]
-AdminPrincipal = Annotated[Principal, Depends(require(Scope.ADMIN))]
