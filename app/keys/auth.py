@@ -129,4 +129,3 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
         return principal
 
     return check
-
