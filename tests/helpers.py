@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
 from sqlalchemy import Executable, RowMapping, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,11 +36,14 @@ def purchase(
 
 
 @asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[AsyncClient]:
-    """A client of an app built with `settings`, for a test that needs settings of its own."""
-    app = create_app(settings)
+async def serving(
+    settings: Settings, *, client: tuple[str, int] = ("127.0.0.1", 123), **changes: Any
+) -> AsyncIterator[AsyncClient]:
+    """A client of an app built with `settings` (and these `changes` to them), for a test that
+    needs settings of its own; `client` is the address the app sees the requests come from."""
+    app = create_app(settings.model_copy(update=changes) if changes else settings)
     async with app.router.lifespan_context(app):
-        transport = ASGITransport(app=app)
+        transport = ASGITransport(app=app, client=client)
         async with AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http
 
@@ -134,16 +136,3 @@ def assert_promtool_accepts(exposition: str) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert not (done.stdout + done.stderr).strip(), done.stdout + done.stderr
-
-
-@asynccontextmanager
-async def serve(
-    settings: Settings, *, client: tuple[str, int] = ("127.0.0.1", 123), **changes: Any
-) -> AsyncIterator[AsyncClient]:
-    """A client, at this address, of a fresh app on the test's database with these settings
-    changed."""
-    application: FastAPI = create_app(settings.model_copy(update=changes))
-    async with application.router.lifespan_context(application):
-        transport = ASGITransport(app=application, client=client)
-        async with AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http

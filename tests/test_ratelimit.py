@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from app.ratelimit import MemoryBuckets, Rate, client_key, parse_rate
 from app.settings import Settings
-from tests.helpers import assert_problem, purchase, serve, stored_counts
+from tests.helpers import assert_problem, purchase, serving, stored_counts
 
 CAPTURE = "/api/v1/purchases"
 BATCH = "/api/v1/purchases/batch"
@@ -102,7 +102,7 @@ def test_ipv6_clients_are_limited_by_their_64() -> None:
 async def test_an_exhausted_bucket_is_a_429_with_retry_after_and_ratelimit_fields(
     settings: Settings, auth: dict[str, str]
 ) -> None:
-    async with serve(settings, rate_limit_captures="1/s burst 3") as client:
+    async with serving(settings, rate_limit_captures="1/s burst 3") as client:
         accepted = [await client.post(CAPTURE, json=purchase()) for _ in range(3)]
         refused = await client.post(CAPTURE, json=purchase())
         counts = await stored_counts(client, auth)
@@ -117,7 +117,7 @@ async def test_an_exhausted_bucket_is_a_429_with_retry_after_and_ratelimit_field
 
 async def test_a_batch_counts_by_its_purchases(settings: Settings, auth: dict[str, str]) -> None:
     batch = {"purchases": [purchase(email=f"b{n}@example.com") for n in range(10)]}
-    async with serve(settings, rate_limit_captures="1/s burst 5") as client:
+    async with serving(settings, rate_limit_captures="1/s burst 5") as client:
         first = await client.post(BATCH, json=batch)
         refused = await client.post(CAPTURE, json=purchase())
         counts = await stored_counts(client, auth)
@@ -129,7 +129,7 @@ async def test_a_batch_counts_by_its_purchases(settings: Settings, auth: dict[st
 
 
 async def test_invalid_captures_use_up_the_bucket_too(settings: Settings) -> None:
-    async with serve(settings, rate_limit_captures="1/s burst 2") as client:
+    async with serving(settings, rate_limit_captures="1/s burst 2") as client:
         statuses = [(await client.post(CAPTURE, json={"item": 1})).status_code for _ in range(3)]
 
     assert statuses == [422, 422, 429]
@@ -138,10 +138,10 @@ async def test_invalid_captures_use_up_the_bucket_too(settings: Settings) -> Non
 async def test_reads_and_other_clients_are_not_limited(
     settings: Settings, auth: dict[str, str]
 ) -> None:
-    async with serve(settings, rate_limit_captures="1/s burst 1") as one:
+    async with serving(settings, rate_limit_captures="1/s burst 1") as one:
         await one.post(CAPTURE, json=purchase())
         reads = [(await one.get(CAPTURE, headers=auth)).status_code for _ in range(3)]
-    async with serve(settings, rate_limit_captures="1/s burst 1", client=("192.0.2.9", 1)) as two:
+    async with serving(settings, rate_limit_captures="1/s burst 1", client=("192.0.2.9", 1)) as two:
         other = await two.post(CAPTURE, json=purchase())
 
     assert reads == [200, 200, 200]
@@ -149,14 +149,14 @@ async def test_reads_and_other_clients_are_not_limited(
 
 
 async def test_off_turns_the_limit_off(settings: Settings) -> None:
-    async with serve(settings, rate_limit_captures="off") as client:
+    async with serving(settings, rate_limit_captures="off") as client:
         statuses = {(await client.post(CAPTURE, json={"item": 1})).status_code for _ in range(30)}
 
     assert statuses == {422}
 
 
 async def test_x_forwarded_for_is_ignored_from_an_untrusted_peer(settings: Settings) -> None:
-    async with serve(settings, rate_limit_captures="1/s burst 1") as client:
+    async with serving(settings, rate_limit_captures="1/s burst 1") as client:
         first = await client.post(CAPTURE, json={}, headers={"X-Forwarded-For": "198.51.100.1"})
         spoofed = await client.post(CAPTURE, json={}, headers={"X-Forwarded-For": "198.51.100.2"})
 
@@ -167,7 +167,7 @@ async def test_x_forwarded_for_is_ignored_from_an_untrusted_peer(settings: Setti
 async def test_x_forwarded_for_from_a_trusted_proxy_names_the_client(settings: Settings) -> None:
     proxy = ("10.0.0.5", 1)
     changes = {"rate_limit_captures": "1/s burst 1", "trusted_proxies": ["10.0.0.0/8"]}
-    async with serve(settings, client=proxy, **changes) as client:
+    async with serving(settings, client=proxy, **changes) as client:
 
         async def status(forwarded_for: str) -> int:
             headers = {"X-Forwarded-For": forwarded_for}

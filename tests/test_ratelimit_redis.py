@@ -10,7 +10,7 @@ import pytest
 
 from app.ratelimit import Rate, RedisBuckets
 from app.settings import Settings
-from tests.helpers import assert_problem, purchase, serve
+from tests.helpers import assert_problem, purchase, serving
 from tests.servers import free_port
 
 CAPTURE = "/api/v1/purchases"
@@ -59,8 +59,8 @@ async def test_two_apps_on_one_redis_share_the_limit(settings: Settings, redis_u
     client = some_client()
     shared = {"rate_limit_captures": "1/s burst 2", "rate_limit_store": redis_url}
     async with (
-        serve(settings, client=client, **shared) as one,
-        serve(settings, client=client, **shared) as two,
+        serving(settings, client=client, **shared) as one,
+        serving(settings, client=client, **shared) as two,
     ):
         first = await one.post(CAPTURE, json=purchase())
         second = await two.post(CAPTURE, json=purchase())
@@ -73,7 +73,7 @@ async def test_two_apps_on_one_redis_share_the_limit(settings: Settings, redis_u
 
 async def test_captures_go_on_when_redis_is_away(settings: Settings) -> None:
     nowhere = f"redis://127.0.0.1:{free_port()}/0"
-    async with serve(settings, rate_limit_captures="1/s burst 1", rate_limit_store=nowhere) as c:
+    async with serving(settings, rate_limit_captures="1/s burst 1", rate_limit_store=nowhere) as c:
         statuses = [(await c.post(CAPTURE, json=purchase())).status_code for _ in range(3)]
 
     assert statuses == [201, 201, 201]

@@ -8,7 +8,7 @@ from datetime import timedelta
 from httpx import AsyncClient
 
 from app.settings import Settings
-from tests.helpers import assert_problem, purchase, serve
+from tests.helpers import assert_problem, purchase, serving
 from tests.keys.conftest import MakeKey, bearer, revoke_all
 
 
@@ -66,7 +66,7 @@ async def test_an_expired_key_is_a_401(client: AsyncClient, make_key: MakeKey) -
 
 async def test_a_revoked_key_is_a_401(settings: Settings, make_key: MakeKey) -> None:
     key = await make_key("read")
-    async with serve(settings, key_cache_seconds=0) as client:
+    async with serving(settings, key_cache_seconds=0) as client:
         assert (await client.get("/api/v1/purchases", headers=bearer(key))).status_code == 200
 
         await revoke_all(settings)
@@ -105,7 +105,7 @@ async def test_without_a_bootstrap_token_keys_still_work(
     settings: Settings, make_key: MakeKey, auth: dict[str, str]
 ) -> None:
     key = await make_key("read")
-    async with serve(settings, admin_token=None) as client:
+    async with serving(settings, admin_token=None) as client:
         assert_problem(await client.get("/api/v1/purchases", headers=auth), 401)
         assert (await client.get("/api/v1/purchases", headers=bearer(key))).status_code == 200
 

@@ -9,7 +9,7 @@ from httpx import AsyncClient
 
 from app.keys.service import utcnow
 from app.settings import Settings
-from tests.helpers import assert_problem, serve
+from tests.helpers import assert_problem, serving
 from tests.keys.conftest import MakeKey, bearer
 
 
@@ -85,7 +85,7 @@ async def test_an_unknown_scope_is_a_422(client: AsyncClient, make_key: MakeKey)
 
 async def test_revoking_over_http_refuses_the_key(settings: Settings, make_key: MakeKey) -> None:
     admin, reader = bearer(await make_key("admin")), bearer(await make_key("read"))
-    async with serve(settings, key_cache_seconds=0) as client:
+    async with serving(settings, key_cache_seconds=0) as client:
         keys = (await client.get("/api/v1/keys", headers=admin)).json()["items"]
         reader_id = next(k["id"] for k in keys if k["scopes"] == ["read"])
 

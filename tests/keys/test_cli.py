@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from app.settings import Settings
-from tests.helpers import assert_problem, serve
+from tests.helpers import assert_problem, serving
 from tests.keys.conftest import bearer
 from tests.servers import purchase_capture
 
@@ -23,7 +23,7 @@ async def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str
 async def test_a_key_created_by_the_cli_reads_until_revoked(settings: Settings) -> None:
     created = await cli(settings, "create", "--name", "ci", "--scope", "read", "--expires", "90d")
     secret = created.stdout.strip()
-    async with serve(settings) as client:
+    async with serving(settings) as client:
         assert created.returncode == 0, created.stderr
         assert (await client.get("/api/v1/purchases", headers=bearer(secret))).status_code == 200
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.keys.models import ApiKey
 from app.keys.service import TOUCH_INTERVAL, utcnow
 from app.settings import Settings
-from tests.helpers import serve
+from tests.helpers import serving
 from tests.keys.conftest import MakeKey, bearer
 
 
@@ -71,7 +71,7 @@ async def test_use_is_recorded_at_most_once_a_minute(
     for _ in range(5):
         await client.get("/api/v1/purchases", headers=bearer(key))
     # Another process (its own cache, nothing touched yet) uses the key too.
-    async with serve(settings, key_cache_seconds=0) as other:
+    async with serving(settings, key_cache_seconds=0) as other:
         await other.get("/api/v1/purchases", headers=bearer(key))
 
     (later,) = await _stored(settings)
