@@ -1,7 +1,7 @@
 """api keys
 
 Revision ID: 5c1e7a2b9d40
-Revises: 3b9d2e41c7a8
+Revises: b7d2e41c9a05
 Create Date: 2026-11-29 05:40:00.000000
 """
 
@@ -13,7 +13,7 @@ import app.columns
 from alembic import op
 
 revision: str = "5c1e7a2b9d40"
-down_revision: str | None = "3b9d2e41c7a8"
+down_revision: str | None = "b7d2e41c9a05"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
