@@ -43,10 +43,14 @@ def examples(variable: str, ci: int, local: int) -> int:
 
 
 KEY_PATHS = "^/api/v1/keys"
+# The operations a `read` key is refused (403): key management, and corrections and erasure.
+NOT_READ = ("--exclude-path-regex", KEY_PATHS, "--exclude-method", "PATCH", "--exclude-method",
+            "DELETE")  # fmt: skip
 
 
-def make_key(database: str, scope: str) -> str:
-    created = purchase_capture(database, "keys", "create", "--name", "fuzz", "--scope", scope)
+def make_key(database: str, *scopes: str) -> str:
+    options = [option for scope in scopes for option in ("--scope", scope)]
+    created = purchase_capture(database, "keys", "create", "--name", "fuzz", *options)
     assert created.returncode == 0, created.stderr
     return created.stdout.strip()
 
@@ -99,15 +103,17 @@ def run_schemathesis(base_url: str, key: str, workdir: Path, *arguments: str) ->
     return report
 
 
-def fuzz(database: str, serve: Serve, workdir: Path, scope: str, *selection: str) -> None:
+def fuzz(
+    database: str, serve: Serve, workdir: Path, scopes: tuple[str, ...], *selection: str
+) -> None:
     """The examples, coverage and fuzzing phases on the selected operations, with a key of
-    this scope: at least 200 cases per operation under CI."""
+    these scopes: at least 200 cases per operation under CI."""
     server = serve(database)
     count = examples("HARDENING_FUZZ_EXAMPLES", ci=200, local=50)
 
     run_schemathesis(
         server.base_url,
-        make_key(database, scope),
+        make_key(database, *scopes),
         workdir,
         *selection,
         "--phases",
@@ -121,27 +127,37 @@ def fuzz(database: str, serve: Serve, workdir: Path, scope: str, *selection: str
 
 def test_every_operation_passes_all_checks(database: str, serve: Serve, tmp_path: Path) -> None:
     """The spec's examples, its boundaries and each kind of invalid value, then random data,
-    with a `read` key (the key operations, which need `admin`, are the next test's)."""
-    fuzz(database, serve, tmp_path, "read", "--exclude-path-regex", KEY_PATHS)
+    with a `read` key (what it may not do, which needs `write` or `admin`, is the next test's)."""
+    fuzz(database, serve, tmp_path, ("read",), *NOT_READ)
 
 
 def test_key_operations_pass_all_checks_with_an_admin_key(
     database: str, serve: Serve, tmp_path: Path
 ) -> None:
-    """Creating, listing and revoking keys, fuzzed with a key holding `admin`."""
-    fuzz(database, serve, tmp_path, "admin", "--include-path-regex", KEY_PATHS)
+    """Creating, listing and revoking keys, fuzzed with a key holding `admin` (and alone: the
+    fuzzer may revoke the very key it uses)."""
+    fuzz(database, serve, tmp_path, ("admin",), "--include-path-regex", KEY_PATHS)
+
+
+def test_corrections_and_erasure_pass_all_checks_with_a_write_key(
+    database: str, serve: Serve, tmp_path: Path
+) -> None:
+    """Correcting and erasing customers, fuzzed with a key holding `read` and `write`."""
+    paths = "^/api/v1/customers/[{]customer_id[}]$"
+    fuzz(database, serve, tmp_path, ("read", "write"), "--include-path-regex", paths)
 
 
 def test_sequences_of_calls_following_the_api_links(
     database: str, serve: Serve, tmp_path: Path
 ) -> None:
-    """Stateful: capture, then read what was captured (by id, by email, by cursor), ..."""
+    """Stateful: capture, then read what was captured (by id, by email, by cursor), correct
+    it, ..., with a key holding `read` and `write`."""
     server = serve(database)
     count = examples("HARDENING_STATEFUL_EXAMPLES", ci=60, local=30)
 
     run_schemathesis(
         server.base_url,
-        make_key(database, "read"),
+        make_key(database, "read", "write"),
         tmp_path,
         "--exclude-path-regex",
         KEY_PATHS,
