@@ -56,10 +56,14 @@ def migrate(database_url: str) -> None:
 _NOT_INHERITED = ("APP_", "PROMETHEUS_MULTIPROC_DIR", "OTEL_")
 
 
-def purchase_capture(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Runs the `purchase-capture` console script on this database, as an operator would."""
+def purchase_capture(
+    database_url: str, *args: str, pooler: str = "none"
+) -> subprocess.CompletedProcess[str]:
+    """Runs the `purchase-capture` console script on this database (through `pooler`), as an
+    operator would."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("APP_")}
     env["APP_DATABASE_URL"] = database_url
+    env["APP_DATABASE_POOLER"] = pooler
     return subprocess.run(  # noqa: S603 - our own console script and arguments
         [str(Path(sys.executable).parent / "purchase-capture"), *args],
         env=env,

@@ -12,12 +12,16 @@ from tests.keys.conftest import bearer
 from tests.servers import purchase_capture
 
 
-def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return purchase_capture(database_url, "keys", *args)
+def run_cli(
+    database_url: str, *args: str, pooler: str = "none"
+) -> subprocess.CompletedProcess[str]:
+    return purchase_capture(database_url, "keys", *args, pooler=pooler)
 
 
 async def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(run_cli, settings.database_url, *args)
+    return await asyncio.to_thread(
+        run_cli, settings.database_url, *args, pooler=settings.database_pooler
+    )
 
 
 async def test_a_key_created_by_the_cli_reads_until_revoked(settings: Settings) -> None:
