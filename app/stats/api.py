@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from functools import cache
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 from app.api import problems
 from app.auth import require_read
@@ -35,6 +36,15 @@ def _known_zone(name: str) -> str:
     return name
 
 
+def _calendar_date(value: object) -> object:
+    # Pydantic reads a number ("0.0") as a Unix time; the spec's `format: date` is YYYY-MM-DD.
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("a calendar date as YYYY-MM-DD")
+    return value
+
+
+CalendarDate = Annotated[date | None, BeforeValidator(_calendar_date)]
+
 TimeZone = Annotated[
     str,
     Query(max_length=64, description="IANA time zone: where each day begins.", examples=["UTC"]),
@@ -51,10 +61,10 @@ TimeZone = Annotated[
 async def daily_stats(
     conn: ReadConnectionDep,
     from_: Annotated[
-        date | None,
+        CalendarDate,
         Query(alias="from", description="First local day (default: 29 days before `to`)."),
     ] = None,
-    to: Annotated[date | None, Query(description="Last local day (default: today).")] = None,
+    to: Annotated[CalendarDate, Query(description="Last local day (default: today).")] = None,
     tz: TimeZone = "UTC",
 ) -> DailyStats:
     return await service.daily(conn, first=from_, last=to, zone=ZoneInfo(tz))
