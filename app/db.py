@@ -331,11 +331,19 @@ async def write_transaction(conn: AsyncConnection) -> AsyncIterator[None]:
         if committing and error.connection_invalidated:
             raise _outcome_unknown(error.orig or error) from error
         raise
+    except TimeoutError as error:
+        if not committing:
+            raise
+        # The command timeout expired on the COMMIT: the server may have committed, or may
+        # never have seen it (a stalled network). The connection's state is unknown too, so it
+        # is not given back to the pool.
+        await conn.invalidate()
+        raise _outcome_unknown(error) from error
 
 
 def _outcome_unknown(error: BaseException) -> OutcomeUnknown:
     """Logged here: the client is told to retry with its key, operators see how often."""
-    log.warning("write outcome unknown: connection lost", error=type(error).__name__)
+    log.warning("write outcome unknown", error=type(error).__name__)
     return OutcomeUnknown()
 
 

@@ -103,8 +103,9 @@ OUTCOME_UNKNOWN_TYPE = "tag:purchase-capture,2026:problems/outcome-unknown"
 
 
 class OutcomeUnknown(AppError):
-    """The connection was lost after a write may have committed: unlike `DatabaseUnavailable`
-    nothing can be promised, so a client must not retry without the same Idempotency-Key."""
+    """The connection was lost, or timed out, after a write may have committed: unlike
+    `DatabaseUnavailable` nothing can be promised, so a client must not retry without the same
+    Idempotency-Key."""
 
     status = 503
     title = "Outcome unknown"
@@ -112,9 +113,10 @@ class OutcomeUnknown(AppError):
 
     def __init__(self) -> None:
         super().__init__(
-            "The connection to the database was lost while the write was being committed: it "
-            "may or may not have been stored. Retry with the same Idempotency-Key, which "
-            "stores it at most once; a retry without one may store it twice.",
+            "The database did not confirm the write (its connection was lost or timed out "
+            "while committing): it may or may not have been stored. Retry with the same "
+            "Idempotency-Key, which stores it at most once; a retry without one may store it "
+            "twice.",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
 

@@ -8,6 +8,8 @@ byte and a length) from the next byte on, and cuts both sides:
   or the COMMIT has committed; that message and anything after it never reach the service.
   (A round trip that only prepares a statement completes no command, and is let through.)
 - `Cut.AT_COMMIT`: when the service sends COMMIT, which never reaches the server.
+- `Cut.HOLD_COMMIT`: the COMMIT never reaches the server either, but the connection stays open
+  (a stalled network): the service hears nothing until its command timeout.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from types import TracebackType
 class Cut(enum.Enum):
     AFTER_COMMIT = "after the server committed"
     AT_COMMIT = "instead of sending COMMIT"
+    HOLD_COMMIT = "holding COMMIT back, the connection left open"
 
 
 def _messages(buffer: bytes) -> tuple[list[tuple[bytes, bytes, bytes]], bytes]:
@@ -94,8 +97,14 @@ class PgProxy:
         cut = asyncio.Event()
         try:
             await asyncio.gather(
-                self._pump(client, to_server, (cut, to_client), Cut.AT_COMMIT, lambda: _commits),
-                self._pump(server, to_client, (cut, to_server), Cut.AFTER_COMMIT, _Committed),
+                self._pump(
+                    client,
+                    to_server,
+                    (cut, to_client),
+                    (Cut.AT_COMMIT, Cut.HOLD_COMMIT),
+                    lambda: _commits,
+                ),
+                self._pump(server, to_client, (cut, to_server), (Cut.AFTER_COMMIT,), _Committed),
             )
         finally:
             self._writers -= {to_client, to_server}
@@ -105,17 +114,18 @@ class PgProxy:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         link: tuple[asyncio.Event, asyncio.StreamWriter],
-        mode: Cut,
+        modes: tuple[Cut, ...],
         watch: Callable[[], Callable[[bytes, bytes], bool]],
     ) -> None:
-        """Copies one direction; while armed with `mode`, message by message, until the
-        watcher made at arming says to cut.
+        """Copies one direction; while armed with one of `modes`, message by message, until the
+        watcher made at arming says to cut (or, for `HOLD_COMMIT`, to forward nothing more).
 
         `link` is the link's cut flag and the other direction's writer.
         """
         cut, other = link
         pending = b""
         cuts_here: Callable[[bytes, bytes], bool] | None = None
+        held = False
         while not cut.is_set():
             try:
                 data = await reader.read(65536)
@@ -123,7 +133,9 @@ class PgProxy:
                 data = b""
             if not data or cut.is_set():
                 break
-            if self._armed is not mode:
+            if held:
+                continue
+            if self._armed not in modes:
                 pending, cuts_here = b"", None
                 writer.write(data)
                 continue
@@ -131,9 +143,11 @@ class PgProxy:
             messages, pending = _messages(pending + data)
             for kind, body, raw in messages:
                 if cuts_here(kind, body):
+                    held = self._armed is Cut.HOLD_COMMIT
                     self._armed = None
                     self.cuts += 1
-                    cut.set()
+                    if not held:
+                        cut.set()
                     break
                 writer.write(raw)
         # Either side ending ends both: closing a socket ends the read of the pump on it.

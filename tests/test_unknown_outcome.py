@@ -16,7 +16,7 @@ from sqlalchemy import make_url
 
 from app.errors import OUTCOME_UNKNOWN_TYPE
 from app.settings import Settings
-from tests.helpers import assert_problem, purchase
+from tests.helpers import assert_problem, purchase, serving
 from tests.pgproxy import Cut, PgProxy
 
 pytestmark = pytest.mark.postgres
@@ -156,6 +156,29 @@ async def test_a_keyed_batch_whose_commit_is_lost_is_stored_once_by_its_retry(
     assert again.headers["idempotent-replayed"] == "true"
     assert again.content == retry.content
     assert await stored_items(admin) == ["warm-up", "b0", "b1", "b2"]
+
+
+async def test_a_keyed_capture_whose_commit_times_out_is_stored_once_by_its_retry(
+    settings: Settings, proxy: PgProxy, admin: asyncpg.Connection
+) -> None:
+    """A COMMIT the server never answers (a stalled network) ends in the command timeout: the
+    outcome is unknown, and the connection, in a state nobody knows, is not reused."""
+    async with serving(
+        settings, db_command_timeout=0.6, db_statement_timeout=0.4, db_lock_timeout=0.3
+    ) as client:
+        await warm_up(client, **{"Idempotency-Key": "warm-up"})
+        headers = {"Idempotency-Key": "commit-timed-out"}
+        proxy.arm(Cut.HOLD_COMMIT)
+
+        response = await client.post(URL, json=purchase(item="held"), headers=headers)
+
+        assert proxy.cuts == 1
+        assert_outcome_unknown(response)
+        retry = await client.post(URL, json=purchase(item="held"), headers=headers)
+        assert retry.status_code == 201, retry.text
+        again = await client.post(URL, json=purchase(item="held"), headers=headers)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert await stored_items(admin) == ["warm-up", "held"]
 
 
 async def test_a_capture_that_failed_before_its_commit_keeps_nothing_was_stored(
