@@ -22,6 +22,7 @@ from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.db import Base, pooler_connect_args
+from app.imports import models as import_models  # noqa: F401  (the ledger's table)
 from app.main import create_app
 from app.settings import Settings
 from tests.pgbouncer import PgBouncer, pgbouncer_binary

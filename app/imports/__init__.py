@@ -1,0 +1,1 @@
+"""Bulk import and export of purchases, for the command line (app.cli)."""

@@ -1,0 +1,293 @@
+"""Import and export use cases: chunking, validation, the ledger, the reject file.
+
+No terminal here: the CLI passes a progress callback. Each chunk is one transaction that writes
+the chunk's ledger row, its customers and its purchases, or none of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from itertools import islice
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.imports.formats import Format, Scan, records, scan
+from app.imports.repository import ExportRepository, ImportRepository, StagedPurchase
+from app.imports.schemas import Reject, Row, check
+from app.imports.writers import write_rows
+from app.services import utcnow
+
+CHUNK_ROWS = 5000
+EXIT_STORED = 0
+EXIT_REJECTED = 65  # EX_DATAERR
+
+
+class Mode(StrEnum):
+    STORE = "store"  # store the good rows, reject the bad ones
+    STRICT = "strict"  # store nothing if any row is bad
+    DRY_RUN = "dry-run"  # validate only
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    rows: int
+    rows_total: int
+    bytes: int
+    bytes_total: int
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(slots=True)
+class ImportReport:
+    rows: int = 0
+    stored: int = 0  # purchases this run stored
+    already_stored: int = 0  # good rows an earlier run of the same file stored
+    rejected: int = 0
+    customers_created: int = 0
+    customers_updated: int = 0
+    rejects_path: Path | None = None
+    mode: Mode = Mode.STORE
+    file_sha256: str = ""
+    first_rejects: list[Reject] = field(default_factory=list)
+
+    @property
+    def exit_status(self) -> int:
+        return EXIT_REJECTED if self.rejected else EXIT_STORED
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    number: int
+    rows: list[Row]
+    rejects: list[Reject]
+    size: int
+    bytes_read: int
+
+
+class _Rejects:
+    """The reject file, opened at the first bad row: the row as written, then where and why."""
+
+    def __init__(self, path: Path, scanned: Scan) -> None:
+        self.path = path
+        self.header = [*scanned.columns, "line", "field", "reason"] if scanned.columns else None
+        self.file: IO[str] | None = None
+        self.writer: Any = None
+
+    def add(self, rejects: list[Reject]) -> None:
+        if not rejects:
+            return
+        if self.writer is None:
+            self.file = self.path.open("w", encoding="utf-8", newline="")
+            self.writer = csv.writer(self.file)
+            self.writer.writerow(self.header or ["row", "line", "field", "reason"])
+        self.writer.writerows(
+            [*reject.original, reject.line, reject.field, reject.reason] for reject in rejects
+        )
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _chunks(source: IO[bytes], fmt: Format, size: int) -> Iterator[_Chunk]:
+    """The file's rows, validated, in chunks of `size` rows (good and bad) counted from the
+    start, so that every run cuts the same file into the same numbered chunks."""
+    text_cells = fmt is Format.CSV
+    stream = records(source, fmt)
+    number = 0
+    while batch := list(islice(stream, size)):
+        rows: list[Row] = []
+        rejects: list[Reject] = []
+        for record in batch:
+            checked = check(record, text_cells=text_cells)
+            (rows if isinstance(checked, Row) else rejects).append(checked)  # type: ignore[arg-type]
+        yield _Chunk(number, rows, rejects, len(batch), source.tell())
+        number += 1
+
+
+async def _pipelined(chunks: Iterator[_Chunk]) -> Any:
+    """Read and validate the next chunk in a thread while the database stores this one."""
+    done = object()
+    pending = asyncio.ensure_future(asyncio.to_thread(next, chunks, done))
+    try:
+        while (chunk := await pending) is not done:
+            pending = asyncio.ensure_future(asyncio.to_thread(next, chunks, done))
+            yield chunk
+    finally:
+        if not pending.done():
+            await asyncio.wait([pending])  # the thread cannot be stopped: let it finish
+
+
+def _staged(rows: list[Row], now: datetime) -> tuple[dict[str, str], list[StagedPurchase]]:
+    """The chunk's buyers (a later row's name wins, as in a batch) and its purchases."""
+    people = {row.email: row.name for row in rows}
+    purchases = [
+        StagedPurchase(
+            row.email,
+            row.item,
+            row.quantity,
+            row.unit_price,
+            row.currency,
+            row.unit_price * row.quantity,
+            row.purchased_at or now,
+        )
+        for row in rows
+    ]
+    return people, purchases
+
+
+async def import_purchases(
+    engine: AsyncEngine,
+    *,
+    source: IO[bytes],
+    fmt: Format,
+    rejects_path: Path,
+    mode: Mode = Mode.STORE,
+    progress: ProgressCallback | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> ImportReport:
+    """Import a seekable file; raises formats.MalformedFile before storing anything."""
+    scanned = scan(source, fmt)
+    report = ImportReport(mode=mode, file_sha256=scanned.sha256)
+    if mode is Mode.STRICT:
+        checked = await _run(None, source, fmt, scanned, rejects_path, progress, chunk_rows)
+        if checked.rejected:
+            checked.mode = mode
+            return checked
+        source.seek(0)
+    if mode is Mode.DRY_RUN:
+        report = await _run(None, source, fmt, scanned, rejects_path, progress, chunk_rows)
+    else:
+        report = await _run(engine, source, fmt, scanned, rejects_path, progress, chunk_rows)
+    report.mode = mode
+    return report
+
+
+async def _run(
+    engine: AsyncEngine | None,
+    source: IO[bytes],
+    fmt: Format,
+    scanned: Scan,
+    rejects_path: Path,
+    progress: ProgressCallback | None,
+    chunk_rows: int,
+) -> ImportReport:
+    """One pass over the file: validate every chunk, and store it when given an engine."""
+    report = ImportReport(file_sha256=scanned.sha256)
+    rejects = _Rejects(rejects_path, scanned)
+    if progress:
+        progress(Progress(0, scanned.rows, 0, scanned.size))
+    try:
+        if engine is None:
+            async for chunk in _pipelined(_chunks(source, fmt, chunk_rows)):
+                _tally(report, chunk, rejects, scanned, progress)
+        else:
+            async with engine.connect() as conn:
+                repository = ImportRepository(conn)
+                done = await repository.chunks_done(scanned.sha256)
+                await conn.commit()
+                size = next(iter(done.values()), chunk_rows)  # a resumed run cuts as before
+                async for chunk in _pipelined(_chunks(source, fmt, size)):
+                    if chunk.number in done:
+                        report.already_stored += len(chunk.rows)
+                    else:
+                        await _store(repository, scanned.sha256, chunk, report)
+                    _tally(report, chunk, rejects, scanned, progress)
+    finally:
+        rejects.close()
+    if report.rejected:
+        report.rejects_path = rejects_path
+    return report
+
+
+def _tally(
+    report: ImportReport,
+    chunk: _Chunk,
+    rejects: _Rejects,
+    scanned: Scan,
+    progress: ProgressCallback | None,
+) -> None:
+    report.rows += chunk.size
+    report.rejected += len(chunk.rejects)
+    rejects.add(chunk.rejects)
+    report.first_rejects.extend(chunk.rejects[: max(0, 5 - len(report.first_rejects))])
+    if progress:
+        progress(Progress(report.rows, scanned.rows, chunk.bytes_read, scanned.size))
+
+
+async def _store(
+    repository: ImportRepository, file_sha256: str, chunk: _Chunk, report: ImportReport
+) -> None:
+    """One chunk, one transaction: the ledger row, the customers and the purchases."""
+    now = utcnow()
+    people, purchases = _staged(chunk.rows, now)
+    async with repository.conn.begin():
+        claimed = await repository.claim_chunk(
+            file_sha256=file_sha256,
+            chunk=chunk.number,
+            chunk_rows=chunk.size,
+            purchases=len(purchases),
+            now=now,
+        )
+        if not claimed:  # another run stored it meanwhile
+            report.already_stored += len(purchases)
+            return
+        if purchases:
+            created, updated = await repository.store_chunk(people, purchases, now=now)
+            report.customers_created += created
+            report.customers_updated += updated
+    report.stored += len(purchases)
+
+
+async def export_rows(
+    engine: AsyncEngine,
+    *,
+    kind: Literal["purchases", "customers"],
+    out: IO[str],
+    fmt: Format,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Stream purchases (in the import's own columns, so an export imports back as it was)
+    or customers to `out`; returns how many rows were written."""
+    written = 0
+    async with engine.connect() as conn:
+        repository = ExportRepository(conn)
+        batches = (
+            repository.purchases(since=since, until=until)
+            if kind == "purchases"
+            else repository.customers(since=since, until=until)
+        )
+        columns = _EXPORT_COLUMNS[kind]
+        if fmt is Format.CSV:
+            csv.writer(out).writerow(columns)
+        async for batch in batches:
+            write_rows(out, fmt, columns, batch)
+            written += len(batch)
+            if progress:
+                progress(written)
+    return written
+
+
+_EXPORT_COLUMNS = {
+    "purchases": (
+        "email",
+        "name",
+        "item",
+        "quantity",
+        "unit_price",
+        "currency",
+        "purchased_at",
+    ),
+    "customers": ("email", "name", "created_at", "updated_at"),
+}
