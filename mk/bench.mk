@@ -10,3 +10,9 @@ bench: install pgbouncer ## Benchmark: wrk + pgbench on the local PostgreSQL, ta
 .PHONY: profile
 profile: install ## py-spy profile of the capture endpoint under wrk -> bench/results/profile-<date>.txt
 	$(BIN)/python bench/run.py --profile $(PROFILE_ARGS)
+
+BENCH_IMPORT_ARGS ?=
+
+.PHONY: bench-import
+bench-import: install ## Import/export benchmark: 1M generated rows on SQLite and PostgreSQL -> bench/results/import-<date>.md
+	$(BIN)/python bench/import_run.py $(BENCH_IMPORT_ARGS)

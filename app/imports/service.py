@@ -262,16 +262,10 @@ async def export_rows(
     or customers to `out`; returns how many rows were written."""
     written = 0
     async with engine.connect() as conn:
-        repository = ExportRepository(conn)
-        batches = (
-            repository.purchases(since=since, until=until)
-            if kind == "purchases"
-            else repository.customers(since=since, until=until)
-        )
         columns = _EXPORT_COLUMNS[kind]
         if fmt is Format.CSV:
             csv.writer(out).writerow(columns)
-        async for batch in batches:
+        async for batch in ExportRepository(conn).rows(kind, since=since, until=until):
             write_rows(out, fmt, columns, batch)
             written += len(batch)
             if progress:

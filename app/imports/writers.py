@@ -1,11 +1,9 @@
-"""Writing export files: money as exact two-decimal text, times as ISO 8601 with an offset."""
+"""Writing export files from the text columns the export query gives (exact money, ISO times)."""
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from datetime import datetime
-from decimal import Decimal
 from typing import IO, Any
 
 import orjson
@@ -13,27 +11,16 @@ import orjson
 from app.imports.formats import Format
 
 
-def _cell(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return f"{value:.2f}"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
 def write_rows(
     out: IO[str], fmt: Format, columns: Sequence[str], batch: Sequence[Sequence[Any]]
 ) -> None:
-    """One batch of rows in the file's format (a CSV file's header is the caller's)."""
+    """One batch of rows in the file's format (a CSV file's header is the caller's).
+
+    In JSON Lines the quantity is a number, as the API takes it; the rest is text.
+    """
     if fmt is Format.CSV:
-        csv.writer(out).writerows([_cell(value) for value in row] for row in batch)
+        csv.writer(out).writerows(batch)
         return
     out.write(
-        "".join(
-            orjson.dumps(
-                {column: _cell(value) for column, value in zip(columns, row, strict=True)}
-            ).decode()
-            + "\n"
-            for row in batch
-        )
+        "".join(orjson.dumps(dict(zip(columns, row, strict=True))).decode() + "\n" for row in batch)
     )
