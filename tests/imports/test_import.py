@@ -1,0 +1,201 @@
+"""Importing a file: what is stored, what is refused, and running it twice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.imports.formats import Format
+from app.imports.service import Mode
+from tests.imports.helpers import GOOD, csv_lines, customers, purchases, run_import
+
+
+async def test_good_rows_are_stored_with_exact_money(engine: AsyncEngine, tmp_path: Path) -> None:
+    report = await run_import(
+        engine, csv_lines(GOOD, "sue@example.com,Sue,pen,1,0.1,USD"), tmp_path
+    )
+
+    assert (report.stored, report.rejected, report.exit_status) == (2, 0, 0)
+    assert [(p[0], p[1], p[2], p[3], p[4]) for p in await purchases(engine)] == [
+        ("tim@example.com", "book", 2, Decimal("12.50"), "EUR"),
+        ("sue@example.com", "pen", 1, Decimal("0.10"), "USD"),
+    ]
+    assert not (tmp_path / "rejects.csv").exists()
+
+
+async def test_customers_are_upserted_case_insensitively_and_the_last_name_wins(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    rows = [
+        "Tim@Example.com,Tim,book,1,1.00,EUR",
+        "sue@example.com,Sue,pen,1,1.00,EUR",
+        "TIM@example.COM,Timothy,pen,1,1.00,EUR",
+        "tim@example.com,Tim B.,cup,1,1.00,EUR",  # a later chunk (two rows per chunk)
+    ]
+
+    report = await run_import(engine, csv_lines(*rows), tmp_path)
+
+    assert await customers(engine) == [("sue@example.com", "Sue"), ("tim@example.com", "Tim B.")]
+    assert (report.customers_created, report.customers_updated) == (2, 1)
+
+
+async def test_purchased_at_is_taken_from_the_file_else_stamped_now(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    before = datetime.now(UTC)
+    content = csv_lines(
+        "tim@example.com,Tim,book,1,1.00,EUR,2024-03-01T10:00:00+02:00",
+        "tim@example.com,Tim,pen,1,1.00,EUR,",
+        header="email,name,item,quantity,unit_price,currency,purchased_at",
+    )
+
+    await run_import(engine, content, tmp_path)
+
+    stored = await purchases(engine)
+    assert stored[0][5] == datetime(2024, 3, 1, 8, tzinfo=UTC)
+    assert stored[1][5] >= before
+
+
+async def test_a_row_the_api_refuses_is_refused(engine: AsyncEngine, tmp_path: Path) -> None:
+    bad = [
+        "nope,Tim,book,1,1.00,EUR",  # not an email
+        "a@b.test,Tim,book,1,1.00,EUR",  # a special-use domain
+        "tim@example.com,Tim,book,0,1.00,EUR",  # quantity below 1
+        "tim@example.com,Tim,book,1.0,1.00,EUR",  # not a whole number
+        "tim@example.com,Tim,book,1,1.001,EUR",  # three decimals
+        "tim@example.com,Tim,book,1,-1,EUR",  # negative
+        "tim@example.com,Tim,book,1,1.00,eur",  # lower case currency
+        "tim@example.com,Tim,book,1,1.00,ABC",  # not ISO 4217
+        "tim@example.com,,book,1,1.00,EUR",  # no name
+        "tim@example.com,Tim,book,1,1.00,EUR,2024-03-01T10:00:00",  # no offset
+    ]
+    content = csv_lines(*bad, header="email,name,item,quantity,unit_price,currency,purchased_at")
+    content = content.replace(",EUR\n", ",EUR,\n").replace(",eur\n", ",eur,\n")
+    content = content.replace(",ABC\n", ",ABC,\n")
+
+    report = await run_import(engine, content, tmp_path)
+
+    assert (report.stored, report.rejected, report.exit_status) == (0, len(bad), 65)
+    assert await purchases(engine) == []
+
+
+async def test_the_reject_file_holds_each_bad_row_with_its_line_field_and_reason(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    content = csv_lines(
+        GOOD,
+        'nope,"Tim, Jr.",book,1,1.00,EUR',
+        "tim@example.com,Tim,book,1,1.001,EUR",
+        "tim@example.com,Tim,book",
+    )
+
+    await run_import(engine, content, tmp_path)
+
+    assert (tmp_path / "rejects.csv").read_bytes().decode() == (
+        "email,name,item,quantity,unit_price,currency,line,field,reason\r\n"
+        'nope,"Tim, Jr.",book,1,1.00,EUR,3,email,'
+        "not a valid email address: An email address must have an @-sign.\r\n"
+        "tim@example.com,Tim,book,1,1.001,EUR,4,unit_price,at most 2 decimal places\r\n"
+        "tim@example.com,Tim,book,5,row,has 3 fields where the header has 6\r\n"
+    )
+
+
+async def test_strict_stores_nothing_when_a_row_is_bad(engine: AsyncEngine, tmp_path: Path) -> None:
+    content = csv_lines(GOOD, GOOD, GOOD, "nope,Tim,book,1,1.00,EUR")
+
+    report = await run_import(engine, content, tmp_path, mode=Mode.STRICT)
+
+    assert (report.stored, report.rejected, report.exit_status) == (0, 1, 65)
+    assert await purchases(engine) == []
+    assert (tmp_path / "rejects.csv").exists()
+
+
+async def test_strict_stores_a_clean_file(engine: AsyncEngine, tmp_path: Path) -> None:
+    report = await run_import(engine, csv_lines(GOOD, GOOD, GOOD), tmp_path, mode=Mode.STRICT)
+
+    assert (report.stored, report.exit_status) == (3, 0)
+    assert len(await purchases(engine)) == 3
+
+
+async def test_dry_run_validates_and_stores_nothing(engine: AsyncEngine, tmp_path: Path) -> None:
+    content = csv_lines(GOOD, "nope,Tim,book,1,1.00,EUR")
+
+    report = await run_import(engine, content, tmp_path, mode=Mode.DRY_RUN)
+
+    assert (report.rows, report.rejected, report.stored, report.exit_status) == (2, 1, 0, 65)
+    assert await purchases(engine) == []
+
+
+async def test_running_the_same_file_again_stores_nothing_new(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    content = csv_lines(GOOD, GOOD, "sue@example.com,Sue,pen,1,1.00,EUR")
+    await run_import(engine, content, tmp_path)
+
+    again = await run_import(engine, content, tmp_path)
+
+    assert (again.stored, again.already_stored) == (0, 3)
+    assert len(await purchases(engine)) == 3
+
+
+async def test_a_changed_file_is_a_new_import(engine: AsyncEngine, tmp_path: Path) -> None:
+    await run_import(engine, csv_lines(GOOD), tmp_path)
+
+    again = await run_import(engine, csv_lines(GOOD, GOOD), tmp_path)
+
+    assert again.stored == 2
+    assert len(await purchases(engine)) == 3
+
+
+async def test_excel_bom_crlf_quoted_fields_and_any_column_order_are_read(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    content = b"\xef\xbb\xbf" + csv_lines(
+        'EUR,12.50,"say ""hi"", then ""bye""",2,"Smith, Tim",tim@example.com',
+        header="currency,unit_price,item,quantity,name,email",
+        end="\r\n",
+    ).encode("utf-8")
+
+    report = await run_import(engine, content, tmp_path)
+
+    assert report.stored == 1
+    assert await customers(engine) == [("tim@example.com", "Smith, Tim")]
+    assert (await purchases(engine))[0][1] == 'say "hi", then "bye"'
+
+
+async def test_a_quoted_newline_reaches_the_api_rule_on_control_characters(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    content = csv_lines('tim@example.com,Tim,"two\nlines",1,1.00,EUR', GOOD)
+
+    report = await run_import(engine, content, tmp_path)
+
+    assert (report.stored, report.rejected) == (1, 1)
+    assert report.first_rejects[0].line == 2
+    assert report.first_rejects[0].field == "item"
+
+
+async def test_json_lines_are_imported_with_json_types(engine: AsyncEngine, tmp_path: Path) -> None:
+    content = (
+        '{"email": "tim@example.com", "name": "Tim", "item": "book", "quantity": 2,'
+        ' "unit_price": "12.50", "currency": "EUR"}\n'
+        '{"email": "tim@example.com", "name": "Tim", "item": "book", "quantity": "2",'
+        ' "unit_price": "12.50", "currency": "EUR"}\n'
+        '{"email": "tim@example.com", "name": "Tim", "item": "book", "unit_price": 1,'
+        ' "colour": "red"}\n'
+        "[1, 2]\n"
+        '{"email": "tim@example.com", "name": "Tim", "item": "bo\n'
+    )
+
+    report = await run_import(engine, content, tmp_path, fmt=Format.JSONL)
+
+    assert (report.stored, report.rejected) == (1, 4)
+    assert [(r.line, r.field) for r in report.first_rejects] == [
+        (2, "quantity"),
+        (3, "colour"),
+        (4, "row"),
+        (5, "row"),
+    ]
