@@ -133,7 +133,9 @@ def import_command(
     console = _stderr(no_progress)
     with _input(file) as source:
         try:
-            report = asyncio.run(_import(settings, source, fmt, _rejects_path(file), mode, console))
+            report = asyncio.run(
+                _import(settings, source, fmt, _rejects_path(file), mode, console, chunk_rows)
+            )
         except MalformedFile as error:
             raise _fail(f"{file}: {error}; nothing stored") from None
         except DBAPIError as error:
@@ -151,6 +153,7 @@ async def _import(
     rejects: Path,
     mode: Mode,
     console: Console | None,
+    chunk_rows: int,
 ) -> ImportReport:
     engine = create_engine(settings)
     try:
@@ -162,6 +165,7 @@ async def _import(
                 rejects_path=rejects,
                 mode=mode,
                 progress=progress.update,
+                chunk_rows=chunk_rows,
             )
     finally:
         await engine.dispose()

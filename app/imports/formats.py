@@ -90,7 +90,9 @@ def scan(source: IO[bytes], fmt: Format) -> Scan:
         raise MalformedFile("the file is empty")
     source.seek(0)
     if fmt is Format.JSONL:
-        rows = sum(1 for line in _text(source) if line.strip())
+        text = _text(source)
+        rows = sum(1 for line in text if line.strip())
+        text.detach()  # leaves the file open for the import's own pass
         columns: tuple[str, ...] = ()
     else:
         columns, rows = _scan_csv(_text(source))

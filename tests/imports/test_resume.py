@@ -1,0 +1,82 @@
+"""An import killed midway (SIGKILL), then run again, stores each good row exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.imports.models import ImportChunk
+from tests.imports.helpers import HEADER, purchases
+
+SCRIPT = Path(sys.executable).parent / "purchase-capture"
+ROWS = 20_000
+CHUNK_ROWS = 100
+
+
+def _file(tmp_path: Path) -> tuple[Path, list[str]]:
+    """ROWS rows, each with its own item; every 50th row is refused."""
+    lines, good = [HEADER], []
+    for n in range(ROWS):
+        if n % 50 == 49:
+            lines.append(f"bad-{n},Tim,item {n},1,1.00,EUR")
+        else:
+            lines.append(f"buyer{n % 300}@example.com,Buyer,item {n},1,1.00,EUR")
+            good.append(f"item {n}")
+    path = tmp_path / "big.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path, good
+
+
+async def _import(path: Path, database_url: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        str(SCRIPT),
+        "import",
+        str(path),
+        "--no-progress",
+        "--chunk-rows",
+        str(CHUNK_ROWS),
+        env={**os.environ, "APP_DATABASE_URL": database_url, "APP_ENVIRONMENT": "test"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def _chunks_stored(database_url: str) -> int:
+    # A plain engine: its reads do not queue behind the importer's write lock on SQLite.
+    reader = create_async_engine(database_url)
+    try:
+        async with reader.connect() as conn:
+            count = await conn.scalar(select(func.count()).select_from(ImportChunk))
+            return int(count or 0)
+    finally:
+        await reader.dispose()
+
+
+async def test_a_killed_import_run_again_stores_each_good_row_once(
+    engine: AsyncEngine, empty_database: str, tmp_path: Path
+) -> None:
+    path, good = _file(tmp_path)
+    first = await _import(path, empty_database)
+    async with asyncio.timeout(120):
+        while first.returncode is None and await _chunks_stored(empty_database) < 5:
+            await asyncio.sleep(0.02)
+    first.send_signal(signal.SIGKILL)
+    await first.wait()
+    stored_before = await _chunks_stored(empty_database)
+    assert first.returncode == -signal.SIGKILL
+    assert stored_before < ROWS // CHUNK_ROWS  # it was killed midway
+
+    second = await _import(path, empty_database)
+    out, _ = await second.communicate()
+
+    assert second.returncode == 65
+    assert f", {stored_before * CHUNK_ROWS * 49 // 50:,} were stored by an earlier run" in (
+        out.decode()
+    )
+    assert sorted(p[1] for p in await purchases(engine)) == sorted(good)
