@@ -10,9 +10,7 @@ reads app.models' tables (customer, purchase) directly, as the API's repository 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Literal, cast
 
 import asyncpg
@@ -22,19 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.columns import Money, UTCDateTime
 from app.imports.models import ImportChunk
+from app.imports.schemas import Row
 
 EXPORT_BATCH = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class StagedPurchase:
-    email: str
-    item: str
-    quantity: int
-    unit_price: Decimal
-    currency: str
-    total: Decimal
-    purchased_at: datetime
 
 
 # The staging tables: temporary, so each connection has its own and nothing is left behind.
@@ -45,25 +33,24 @@ _STAGED_PURCHASE_COLUMNS = (
     "quantity",
     "unit_price",
     "currency",
-    "total",
     "purchased_at",
 )
 _STAGE_CUSTOMER = "INSERT INTO import_customer (email, name) VALUES (?, ?)"
 _STAGE_PURCHASE = (
     "INSERT INTO import_purchase (position, email, item, quantity, unit_price, currency,"
-    " total, purchased_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " purchased_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _CREATE_STAGING_PG = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS import_customer (email text, name text)"
     " ON COMMIT DELETE ROWS",
     "CREATE TEMPORARY TABLE IF NOT EXISTS import_purchase (position integer, email text,"
     " item text, quantity integer, unit_price numeric(12, 2), currency text,"
-    " total numeric(16, 2), purchased_at timestamptz) ON COMMIT DELETE ROWS",
+    " purchased_at timestamptz) ON COMMIT DELETE ROWS",
 )
 _CREATE_STAGING_SQLITE = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS import_customer (email TEXT, name TEXT)",
     "CREATE TEMPORARY TABLE IF NOT EXISTS import_purchase (position INTEGER, email TEXT,"
-    " item TEXT, quantity INTEGER, unit_price INTEGER, currency TEXT, total INTEGER,"
+    " item TEXT, quantity INTEGER, unit_price INTEGER, currency TEXT,"
     " purchased_at DATETIME)",
 )
 
@@ -85,11 +72,18 @@ SELECT email, name, :now, :now FROM import_customer WHERE true ORDER BY email
 ON CONFLICT (email) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at
 RETURNING created_at = updated_at AS created"""
 ).bindparams(bindparam("now", type_=UTCDateTime()))
+# The total as the API computes it, unit price times quantity, exact on both (NUMERIC on
+# PostgreSQL, integer cents on SQLite); a row without a time is stamped with the chunk's.
 _INSERT_PURCHASES = """\
 INSERT INTO purchase (customer_id, item, quantity, unit_price, currency, total, purchased_at)
-SELECT c.id, s.item, s.quantity, s.unit_price, s.currency, s.total, s.purchased_at
+SELECT c.id, s.item, s.quantity, s.unit_price, s.currency, s.unit_price * s.quantity,
+       coalesce(s.purchased_at, {now})
 FROM import_purchase AS s JOIN customer AS c ON c.email = s.email
 ORDER BY s.position"""
+_INSERT_PURCHASES_PG = _INSERT_PURCHASES.format(now="$1::timestamptz")
+_INSERT_PURCHASES_SQLITE = text(_INSERT_PURCHASES.format(now=":now")).bindparams(
+    bindparam("now", type_=UTCDateTime())
+)
 
 
 class ImportRepository:
@@ -131,7 +125,7 @@ class ImportRepository:
         return (await self.conn.execute(stmt)).first() is not None
 
     async def store_chunk(
-        self, people: dict[str, str], purchases: Sequence[StagedPurchase], *, now: datetime
+        self, people: dict[str, str], purchases: Sequence[Row], *, now: datetime
     ) -> tuple[int, int]:
         """Upsert the chunk's customers (email -> name) and insert its purchases, in the
         caller's transaction; returns (customers created, customers updated)."""
@@ -140,7 +134,7 @@ class ImportRepository:
         return await self._store_sqlite(people, purchases, now)
 
     async def _store_pg(
-        self, people: dict[str, str], purchases: Sequence[StagedPurchase], now: datetime
+        self, people: dict[str, str], purchases: Sequence[Row], now: datetime
     ) -> tuple[int, int]:
         driver = await self._driver()
         if not self._staging_ready:
@@ -153,19 +147,19 @@ class ImportRepository:
         await driver.copy_records_to_table(
             "import_purchase",
             records=[
-                (n, p.email, p.item, p.quantity, p.unit_price, p.currency, p.total, p.purchased_at)
+                (n, p.email, p.item, p.quantity, p.unit_price, p.currency, p.purchased_at)
                 for n, p in enumerate(purchases)
             ],
             columns=_STAGED_PURCHASE_COLUMNS,
         )
         counts = await driver.fetchrow(_UPSERT_PG, now)
         assert counts is not None
-        await driver.execute(_INSERT_PURCHASES)
+        await driver.execute(_INSERT_PURCHASES_PG, now)
         created: int = counts["created"]
         return created, counts["total"] - created
 
     async def _store_sqlite(
-        self, people: dict[str, str], purchases: Sequence[StagedPurchase], now: datetime
+        self, people: dict[str, str], purchases: Sequence[Row], now: datetime
     ) -> tuple[int, int]:
         if not self._staging_ready:
             for statement in _CREATE_STAGING_SQLITE:
@@ -185,14 +179,13 @@ class ImportRepository:
                     p.quantity,
                     money(p.unit_price),
                     p.currency,
-                    money(p.total),
                     moment(p.purchased_at),
                 )
                 for n, p in enumerate(purchases)
             ],
         )
         flags = (await self.conn.execute(_UPSERT_SQLITE, {"now": now})).scalars().all()
-        await self.conn.exec_driver_sql(_INSERT_PURCHASES)
+        await self.conn.execute(_INSERT_PURCHASES_SQLITE, {"now": now})
         await self.conn.exec_driver_sql("DELETE FROM import_customer")
         await self.conn.exec_driver_sql("DELETE FROM import_purchase")
         created = sum(1 for flag in flags if flag)

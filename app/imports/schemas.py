@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from pydantic import AwareDatetime, BeforeValidator, Field, ValidationError
 
@@ -32,8 +32,7 @@ class ImportedPurchase(PurchaseIn):
     purchased_at: PurchasedAt | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
+class Row(NamedTuple):
     """A valid row, normalised as the API normalises it (email lower-cased, price in cents)."""
 
     line: int
@@ -78,6 +77,23 @@ def _model_input(fields: Mapping[str, Any], *, text_cells: bool) -> dict[str, An
     return data
 
 
+def _cells_input(cells: dict[str, str]) -> dict[str, Any]:
+    """`_model_input` for the everyday CSV row, every cell filled: built in one go."""
+    if "" in cells.values():
+        return _model_input(cells, text_cells=True)
+    quantity: Any = cells["quantity"]
+    data = {
+        "customer": {"email": cells["email"], "name": cells["name"]},
+        "item": cells["item"],
+        "quantity": int(quantity) if quantity.isascii() and quantity.isdigit() else quantity,
+        "unit_price": cells["unit_price"],
+        "currency": cells["currency"],
+    }
+    if "purchased_at" in cells:
+        data["purchased_at"] = cells["purchased_at"]
+    return data
+
+
 def _field(loc: tuple[int | str, ...]) -> str:
     # ("customer", "email") is the file's "email" column.
     if len(loc) >= 2 and loc[0] == "customer":
@@ -90,11 +106,15 @@ def check(record: Record, *, text_cells: bool) -> Row | Reject:
     if record.fields is None:
         field, reason = record.problem or ("row", "cannot be read")
         return Reject(record.line, record.original, field, reason)
-    unknown = [key for key in record.fields if key not in COLUMNS]
-    if unknown:
-        return Reject(record.line, record.original, unknown[0], "is not a known field")
+    if text_cells:  # the header was checked: no unknown column
+        data = _cells_input(record.fields)
+    else:
+        unknown = [key for key in record.fields if key not in COLUMNS]
+        if unknown:
+            return Reject(record.line, record.original, unknown[0], "is not a known field")
+        data = _model_input(record.fields, text_cells=False)
     try:
-        p = ImportedPurchase.model_validate(_model_input(record.fields, text_cells=text_cells))
+        p = ImportedPurchase.model_validate(data)
     except ValidationError as error:
         problems = error.errors(include_url=False, include_input=False)
         return Reject(

@@ -19,7 +19,7 @@ from typing import IO, Any, Literal
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.imports.formats import Format, Scan, records, scan
-from app.imports.repository import ExportRepository, ImportRepository, StagedPurchase
+from app.imports.repository import ExportRepository, ImportRepository
 from app.imports.schemas import Reject, Row, check
 from app.imports.writers import write_rows
 from app.services import utcnow
@@ -127,22 +127,9 @@ async def _pipelined(chunks: Iterator[_Chunk]) -> Any:
             await asyncio.wait([pending])  # the thread cannot be stopped: let it finish
 
 
-def _staged(rows: list[Row], now: datetime) -> tuple[dict[str, str], list[StagedPurchase]]:
-    """The chunk's buyers (a later row's name wins, as in a batch) and its purchases."""
-    people = {row.email: row.name for row in rows}
-    purchases = [
-        StagedPurchase(
-            row.email,
-            row.item,
-            row.quantity,
-            row.unit_price,
-            row.currency,
-            row.unit_price * row.quantity,
-            row.purchased_at or now,
-        )
-        for row in rows
-    ]
-    return people, purchases
+def _buyers(rows: list[Row]) -> dict[str, str]:
+    """The chunk's buyers; a later row's name wins, as in a batch (dicts keep the last)."""
+    return {row.email: row.name for row in rows}
 
 
 async def import_purchases(
@@ -229,7 +216,7 @@ async def _store(
 ) -> None:
     """One chunk, one transaction: the ledger row, the customers and the purchases."""
     now = utcnow()
-    people, purchases = _staged(chunk.rows, now)
+    purchases = chunk.rows
     async with repository.conn.begin():
         claimed = await repository.claim_chunk(
             file_sha256=file_sha256,
@@ -242,7 +229,7 @@ async def _store(
             report.already_stored += len(purchases)
             return
         if purchases:
-            created, updated = await repository.store_chunk(people, purchases, now=now)
+            created, updated = await repository.store_chunk(_buyers(purchases), purchases, now=now)
             report.customers_created += created
             report.customers_updated += updated
     report.stored += len(purchases)
