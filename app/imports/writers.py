@@ -16,10 +16,11 @@ def write_rows(
 ) -> None:
     """One batch of rows in the file's format (a CSV file's header is the caller's).
 
-    In JSON Lines the quantity is a number, as the API takes it; the rest is text.
+    Lines end in LF, as PostgreSQL's COPY writes them. In JSON Lines the quantity is a
+    number, as the API takes it; the rest is text.
     """
     if fmt is Format.CSV:
-        csv.writer(out).writerows(batch)
+        csv.writer(out, lineterminator="\n").writerows(batch)
         return
     out.write(
         "".join(orjson.dumps(dict(zip(columns, row, strict=True))).decode() + "\n" for row in batch)

@@ -52,9 +52,9 @@ async def test_purchases_export_in_the_import_columns_with_exact_money(
     await run_import(engine, content, tmp_path)
 
     assert await _export(engine) == (
-        f"{PURCHASED_AT}\r\n"
-        'tim@example.com,"Smith, Tim",book,3,0.10,EUR,2024-03-01T08:00:00.500000+00:00\r\n'
-        "sue@example.com,Sue,pen,1,999999999.99,USD,2024-03-02T00:00:00.000000+00:00\r\n"
+        f"{PURCHASED_AT}\n"
+        'tim@example.com,"Smith, Tim",book,3,0.10,EUR,2024-03-01T08:00:00.500000+00:00\n'
+        "sue@example.com,Sue,pen,1,999999999.99,USD,2024-03-02T00:00:00.000000+00:00\n"
     )
 
 
