@@ -87,7 +87,7 @@ def _rejects_path(file: str) -> Path:
     return path.with_name(f"{path.stem}.rejects.csv")
 
 
-def _summary(report: ImportReport) -> str:
+def summary(report: ImportReport) -> str:
     rejected = (
         f"; {report.rejected:,} rows rejected, see {report.rejects_path}" if report.rejected else ""
     )
@@ -140,7 +140,7 @@ def import_command(
             raise _fail(f"{file}: {error}; nothing stored") from None
         except DBAPIError as error:
             raise _fail(f"database: {_first_line(error)}; this chunk was not stored") from None
-    typer.echo(_summary(report))
+    typer.echo(summary(report))
     for reject in report.first_rejects:
         typer.echo(f"  line {reject.line}: {reject.field}: {reject.reason}", err=True)
     raise typer.Exit(report.exit_status)
