@@ -122,6 +122,12 @@ def import_command(
     strict: Annotated[bool, typer.Option(help="Store nothing if any row is bad.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Validate only; store nothing.")] = False,
     no_progress: Annotated[bool, typer.Option(help="Hide the progress bar.")] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs", "-j", min=1, help="Worker processes that validate rows (1: a thread)."
+        ),
+    ] = 1,
     chunk_rows: Annotated[int, typer.Option(hidden=True, min=1)] = CHUNK_ROWS,
 ) -> None:
     """Import purchases; bad rows go to <name>.rejects.csv beside the file."""
@@ -134,7 +140,7 @@ def import_command(
     with _input(file) as source:
         try:
             report = asyncio.run(
-                _import(settings, source, fmt, _rejects_path(file), mode, console, chunk_rows)
+                _import(settings, source, fmt, _rejects_path(file), mode, console, chunk_rows, jobs)
             )
         except MalformedFile as error:
             raise _fail(f"{file}: {error}; nothing stored") from None
@@ -154,6 +160,7 @@ async def _import(
     mode: Mode,
     console: Console | None,
     chunk_rows: int,
+    jobs: int,
 ) -> ImportReport:
     engine = create_engine(settings)
     try:
@@ -166,6 +173,7 @@ async def _import(
                 mode=mode,
                 progress=progress.update,
                 chunk_rows=chunk_rows,
+                jobs=jobs,
             )
     finally:
         await engine.dispose()

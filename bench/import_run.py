@@ -119,12 +119,13 @@ async def _admin(server_url: str, sql: str) -> None:
         await connection.close()
 
 
-def bench(database: str, url: str, data: Path, rows: int) -> list[Run]:
+def bench(database: str, url: str, data: Path, rows: int, jobs: int) -> list[Run]:
     migrate(url)
     env = {**os.environ, "APP_DATABASE_URL": url}
     out = WORK / f"export-{database}.csv"
+    argv = [str(SCRIPT), "import", str(data), "--no-progress", "--jobs", str(jobs)]
     runs = [
-        timed(database, "import", rows, [str(SCRIPT), "import", str(data), "--no-progress"], env),
+        timed(database, "import", rows, argv, env),
         timed(
             database,
             "export",
@@ -137,11 +138,12 @@ def bench(database: str, url: str, data: Path, rows: int) -> list[Run]:
     return runs
 
 
-def report(runs: list[Run], rows: int) -> str:
+def report(runs: list[Run], rows: int, jobs: int) -> str:
     lines = [
         f"# Import/export benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
-        f"{rows:,} generated rows (10% returning customers, 1% bad), `make bench-import`.",
+        f"{rows:,} generated rows (10% returning customers, 1% bad), `make bench-import`,"
+        f" import with `--jobs {jobs}`.",
         "Wall clock of `purchase-capture import FILE` and `export purchases -o FILE`, each a",
         "child process (interpreter start-up included); CPU and peak RSS are the child's.",
         f"Load average when it ended: {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
@@ -164,6 +166,7 @@ def report(runs: list[Run], rows: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--jobs", type=int, default=1, help="the import's --jobs")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     data = WORK / f"purchases-{args.rows}.csv"
@@ -173,16 +176,16 @@ def main() -> None:
     sqlite_db = WORK / "bench.db"
     for leftover in WORK.glob("bench.db*"):
         leftover.unlink()
-    runs += bench("sqlite", f"sqlite+aiosqlite:///{sqlite_db}", data, args.rows)
+    runs += bench("sqlite", f"sqlite+aiosqlite:///{sqlite_db}", data, args.rows, args.jobs)
     server = os.environ.get("APP_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1/test")
     name = f"bench_import_{secrets.token_hex(3)}"
     asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
     try:
         url = make_url(server).set(database=name).render_as_string(hide_password=False)
-        runs += bench("postgresql", url, data, args.rows)
+        runs += bench("postgresql", url, data, args.rows, args.jobs)
     finally:
         asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    text = report(runs, args.rows)
+    text = report(runs, args.rows, args.jobs)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"import-{datetime.now(UTC):%Y-%m-%d}.md").write_text(text)
     sys.stdout.write(text)

@@ -6,21 +6,20 @@ the chunk's ledger row, its customers and its purchases, or none of them.
 
 from __future__ import annotations
 
-import asyncio
 import csv
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from itertools import islice
 from pathlib import Path
 from typing import IO, Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.imports.formats import Format, Scan, records, scan
+from app.imports.formats import Format, Scan, scan
+from app.imports.pipeline import Chunk, chunks
 from app.imports.repository import ExportRepository, ImportRepository
-from app.imports.schemas import Reject, Row, check
+from app.imports.schemas import Reject, Row
 from app.imports.writers import write_rows
 from app.services import utcnow
 
@@ -64,15 +63,6 @@ class ImportReport:
         return EXIT_REJECTED if self.rejected else EXIT_STORED
 
 
-@dataclass(frozen=True, slots=True)
-class _Chunk:
-    number: int
-    rows: list[Row]
-    rejects: list[Reject]
-    size: int
-    bytes_read: int
-
-
 class _Rejects:
     """The reject file, opened at the first bad row: the row as written, then where and why."""
 
@@ -98,35 +88,6 @@ class _Rejects:
             self.file.close()
 
 
-def _chunks(source: IO[bytes], fmt: Format, size: int) -> Iterator[_Chunk]:
-    """The file's rows, validated, in chunks of `size` rows (good and bad) counted from the
-    start, so that every run cuts the same file into the same numbered chunks."""
-    text_cells = fmt is Format.CSV
-    stream = records(source, fmt)
-    number = 0
-    while batch := list(islice(stream, size)):
-        rows: list[Row] = []
-        rejects: list[Reject] = []
-        for record in batch:
-            checked = check(record, text_cells=text_cells)
-            (rows if isinstance(checked, Row) else rejects).append(checked)  # type: ignore[arg-type]
-        yield _Chunk(number, rows, rejects, len(batch), source.tell())
-        number += 1
-
-
-async def _pipelined(chunks: Iterator[_Chunk]) -> Any:
-    """Read and validate the next chunk in a thread while the database stores this one."""
-    done = object()
-    pending = asyncio.ensure_future(asyncio.to_thread(next, chunks, done))
-    try:
-        while (chunk := await pending) is not done:
-            pending = asyncio.ensure_future(asyncio.to_thread(next, chunks, done))
-            yield chunk
-    finally:
-        if not pending.done():
-            await asyncio.wait([pending])  # the thread cannot be stopped: let it finish
-
-
 def _buyers(rows: list[Row]) -> dict[str, str]:
     """The chunk's buyers; a later row's name wins, as in a batch (dicts keep the last)."""
     return {row.email: row.name for row in rows}
@@ -141,20 +102,24 @@ async def import_purchases(
     mode: Mode = Mode.STORE,
     progress: ProgressCallback | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    jobs: int = 1,
 ) -> ImportReport:
-    """Import a seekable file; raises formats.MalformedFile before storing anything."""
+    """Import a seekable file; raises formats.MalformedFile before storing anything.
+
+    `jobs` > 1 validates in that many worker processes (app.imports.pipeline).
+    """
     scanned = scan(source, fmt)
     report = ImportReport(mode=mode, file_sha256=scanned.sha256)
     if mode is Mode.STRICT:
-        checked = await _run(None, source, fmt, scanned, rejects_path, progress, chunk_rows)
+        checked = await _run(None, source, fmt, scanned, rejects_path, progress, chunk_rows, jobs)
         if checked.rejected:
             checked.mode = mode
             return checked
         source.seek(0)
     if mode is Mode.DRY_RUN:
-        report = await _run(None, source, fmt, scanned, rejects_path, progress, chunk_rows)
+        report = await _run(None, source, fmt, scanned, rejects_path, progress, chunk_rows, jobs)
     else:
-        report = await _run(engine, source, fmt, scanned, rejects_path, progress, chunk_rows)
+        report = await _run(engine, source, fmt, scanned, rejects_path, progress, chunk_rows, jobs)
     report.mode = mode
     return report
 
@@ -167,6 +132,7 @@ async def _run(
     rejects_path: Path,
     progress: ProgressCallback | None,
     chunk_rows: int,
+    jobs: int,
 ) -> ImportReport:
     """One pass over the file: validate every chunk, and store it when given an engine."""
     report = ImportReport(file_sha256=scanned.sha256)
@@ -175,7 +141,7 @@ async def _run(
         progress(Progress(0, scanned.rows, 0, scanned.size))
     try:
         if engine is None:
-            async for chunk in _pipelined(_chunks(source, fmt, chunk_rows)):
+            async for chunk in chunks(source, fmt, chunk_rows, jobs):
                 _tally(report, chunk, rejects, scanned, progress)
         else:
             async with engine.connect() as conn:
@@ -183,7 +149,7 @@ async def _run(
                 done = await repository.chunks_done(scanned.sha256)
                 await conn.commit()
                 size = next(iter(done.values()), chunk_rows)  # a resumed run cuts as before
-                async for chunk in _pipelined(_chunks(source, fmt, size)):
+                async for chunk in chunks(source, fmt, size, jobs):
                     if chunk.number in done:
                         report.already_stored += len(chunk.rows)
                     else:
@@ -198,7 +164,7 @@ async def _run(
 
 def _tally(
     report: ImportReport,
-    chunk: _Chunk,
+    chunk: Chunk,
     rejects: _Rejects,
     scanned: Scan,
     progress: ProgressCallback | None,
@@ -212,7 +178,7 @@ def _tally(
 
 
 async def _store(
-    repository: ImportRepository, file_sha256: str, chunk: _Chunk, report: ImportReport
+    repository: ImportRepository, file_sha256: str, chunk: Chunk, report: ImportReport
 ) -> None:
     """One chunk, one transaction: the ledger row, the customers and the purchases."""
     now = utcnow()

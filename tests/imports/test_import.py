@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.imports.formats import Format
-from app.imports.service import Mode
+from app.imports.service import Mode, import_purchases
 from tests.imports.helpers import GOOD, csv_lines, customers, purchases, run_import
 
 
@@ -199,3 +200,25 @@ async def test_json_lines_are_imported_with_json_types(engine: AsyncEngine, tmp_
         (4, "row"),
         (5, "row"),
     ]
+
+
+async def test_worker_processes_store_what_the_thread_stores(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    rows = [f"buyer{n % 4}@example.com,B{n},item {n},1,1.00,EUR" for n in range(30)]
+    rows[7] = "nope,Tim,book,1,1.00,EUR"
+    content = csv_lines(*rows)
+
+    report = await import_purchases(
+        engine,
+        source=io.BytesIO(content.encode()),
+        fmt=Format.CSV,
+        rejects_path=tmp_path / "rejects.csv",
+        chunk_rows=4,
+        jobs=2,
+    )
+
+    assert (report.stored, report.rejected, report.first_rejects[0].line) == (29, 1, 9)
+    assert [p[1] for p in await purchases(engine)] == [f"item {n}" for n in range(30) if n != 7]
+    last = {n % 4: f"B{n}" for n in range(30)}  # the last name in file order
+    assert await customers(engine) == [(f"buyer{n}@example.com", last[n]) for n in range(4)]
