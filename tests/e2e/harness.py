@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import sys
 from pathlib import Path
 from typing import Self
 
@@ -36,6 +37,14 @@ CHROMIUM_ARGS = (
 def chromium_path() -> str | None:
     """Debian's Chromium, or the browser named by E2E_CHROMIUM."""
     return os.environ.get("E2E_CHROMIUM") or shutil.which("chromium")
+
+
+def chromium_or_exit() -> str:
+    """Debian's Chromium for the screenshot scripts, or exit saying how to get it."""
+    executable = chromium_path()
+    if executable is None:
+        sys.exit("Debian's chromium is not installed: run `make chromium`")
+    return executable
 
 
 async def launch_chromium(playwright: Playwright, executable: str) -> Browser:

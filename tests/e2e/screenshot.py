@@ -19,7 +19,7 @@ from pathlib import Path
 
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.e2e.harness import AppServer, chromium_path, launch_chromium
+from tests.e2e.harness import AppServer, chromium_or_exit, launch_chromium
 from tests.e2e.test_purchase_page import fill, outcome, submit_button
 from tests.servers import ROOT
 
@@ -102,9 +102,7 @@ async def seed_two_weeks(server: AppServer) -> None:
 
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs"
-    executable = chromium_path()
-    if executable is None:
-        sys.exit("Debian's chromium is not installed: run `make chromium`")
+    executable = chromium_or_exit()
     out.mkdir(parents=True, exist_ok=True)
     asyncio.run(take(out, executable))
     for name in ("screenshot.png", "screenshot-phone.png", "screenshot-admin.png"):

@@ -27,7 +27,7 @@ from app.imports.formats import Format
 from app.imports.progress import ImportProgress
 from app.imports.service import ImportReport, import_purchases
 from app.settings import Settings
-from tests.e2e.harness import chromium_path, launch_chromium
+from tests.e2e.harness import chromium_or_exit, launch_chromium
 from tests.servers import ROOT
 from tests.test_migrations import alembic_config
 
@@ -71,9 +71,7 @@ async def _png(svg: Path, png: Path, executable: str) -> None:
 
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs"
-    executable = chromium_path()
-    if executable is None:
-        sys.exit("Debian's chromium is not installed: run `make chromium`")
+    executable = chromium_or_exit()
     with tempfile.TemporaryDirectory() as workdir:
         url = f"sqlite+aiosqlite:///{Path(workdir) / 'shot.db'}"
         command.upgrade(alembic_config(url), "head")
