@@ -145,7 +145,10 @@ def import_command(
         except MalformedFile as error:
             raise _fail(f"{file}: {error}; nothing stored") from None
         except DBAPIError as error:
-            raise _fail(f"database: {_first_line(error)}; this chunk was not stored") from None
+            raise _fail(
+                f"database: {_first_line(error)} (the chunks committed so far stay stored: "
+                "run the import again to store the rest)"
+            ) from None
     typer.echo(summary(report))
     for reject in report.first_rejects:
         typer.echo(f"  line {reject.line}: {reject.field}: {reject.reason}", err=True)

@@ -133,3 +133,13 @@ def test_the_progress_bar_is_off_when_stderr_is_not_a_terminal(
 
     assert "importing" not in result.stderr
     assert "━" not in result.stderr
+
+
+def test_a_database_without_the_schema_aborts_with_exit_1(tmp_path: Path) -> None:
+    runner = CliRunner(env={"APP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'none.db'}"})
+
+    result = runner.invoke(cli, ["import", str(_file(tmp_path, csv_lines(GOOD)))])
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: database: no such table: import_chunk")
+    assert "Traceback" not in result.output
