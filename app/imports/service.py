@@ -64,9 +64,13 @@ class ImportReport:
 
 
 class _Rejects:
-    """The reject file, opened at the first bad row: the row as written, then where and why."""
+    """The reject file, opened at the first bad row: the row as written, then where and why.
+
+    An earlier run's file is removed first, so the file there is always this run's.
+    """
 
     def __init__(self, path: Path, scanned: Scan) -> None:
+        path.unlink(missing_ok=True)
         self.path = path
         self.header = [*scanned.columns, "line", "field", "reason"] if scanned.columns else None
         self.file: IO[str] | None = None
@@ -109,7 +113,6 @@ async def import_purchases(
     `jobs` > 1 validates in that many worker processes (app.imports.pipeline).
     """
     scanned = scan(source, fmt)
-    report = ImportReport(mode=mode, file_sha256=scanned.sha256)
     if mode is Mode.STRICT:
         checked = await _run(None, source, fmt, scanned, rejects_path, progress, chunk_rows, jobs)
         if checked.rejected:

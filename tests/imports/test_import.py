@@ -222,3 +222,13 @@ async def test_worker_processes_store_what_the_thread_stores(
     assert [p[1] for p in await purchases(engine)] == [f"item {n}" for n in range(30) if n != 7]
     last = {n % 4: f"B{n}" for n in range(30)}  # the last name in file order
     assert await customers(engine) == [(f"buyer{n}@example.com", last[n]) for n in range(4)]
+
+
+async def test_a_run_without_rejects_removes_an_earlier_reject_file(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    await run_import(engine, csv_lines(GOOD, "nope,Tim,book,1,1.00,EUR"), tmp_path)
+
+    await run_import(engine, csv_lines(GOOD), tmp_path)
+
+    assert not (tmp_path / "rejects.csv").exists()
