@@ -119,9 +119,15 @@ def import_command(
         Format | None,
         typer.Option("--format", help="csv or jsonl (default: by extension, else csv)."),
     ] = None,
-    strict: Annotated[bool, typer.Option(help="Store nothing if any row is bad.")] = False,
-    dry_run: Annotated[bool, typer.Option(help="Validate only; store nothing.")] = False,
-    no_progress: Annotated[bool, typer.Option(help="Hide the progress bar.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Store nothing if any row is bad.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate only; store nothing.")
+    ] = False,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="Hide the progress bar.")
+    ] = False,
     jobs: Annotated[
         int,
         typer.Option(
@@ -211,7 +217,9 @@ def export_command(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,
-    no_progress: Annotated[bool, typer.Option(help="Hide the progress bar.")] = False,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="Hide the progress bar.")
+    ] = False,
 ) -> None:
     """Export purchases (in the import's columns: it imports back as it was) or customers."""
     start, end = _moment(since), _moment(until)
