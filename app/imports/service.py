@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -21,7 +21,6 @@ from app.imports.pipeline import Chunk, chunks
 from app.imports.repository import ExportRepository, ImportRepository
 from app.imports.schemas import Reject, Row
 from app.imports.writers import write_rows
-from app.services import utcnow
 
 CHUNK_ROWS = 5000
 EXIT_STORED = 0
@@ -184,7 +183,7 @@ async def _store(
     repository: ImportRepository, file_sha256: str, chunk: Chunk, report: ImportReport
 ) -> None:
     """One chunk, one transaction: the ledger row, the customers and the purchases."""
-    now = utcnow()
+    now = datetime.now(UTC)
     purchases = chunk.rows
     async with repository.conn.begin():
         claimed = await repository.claim_chunk(
