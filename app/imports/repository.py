@@ -23,6 +23,7 @@ from app.imports.models import ImportChunk
 from app.imports.schemas import Row
 
 EXPORT_BATCH = 10_000
+COPY_TIMEOUT = 24 * 3600.0  # seconds: an export's COPY ends when the table does
 
 
 # The staging tables: temporary, so each connection has its own and nothing is left behind.
@@ -305,8 +306,17 @@ class ExportRepository:
         until: datetime | None,
         sink: Callable[[bytes], Coroutine[Any, Any, None]],
     ) -> int:
-        """PostgreSQL: COPY the rows out as CSV (no header) to `sink`; returns the row count."""
+        """PostgreSQL: COPY the rows out as CSV (no header) to `sink`; returns the row count.
+
+        One statement that runs as long as the table is big: it is exempt from the service's
+        statement timeout (a request's bound, app.db) and given COPY_TIMEOUT on the client. It
+        reads one snapshot, in a read-only transaction.
+        """
         sql, params = self._select(kind, since, until, lambda _, n: f"${n}::timestamptz")
         driver = cast(asyncpg.Connection, (await self.conn.get_raw_connection()).driver_connection)
-        status = await driver.copy_from_query(sql, *params.values(), output=sink, format="csv")
+        async with driver.transaction(isolation="repeatable_read", readonly=True):
+            await driver.execute("SET LOCAL statement_timeout = 0")
+            status = await driver.copy_from_query(
+                sql, *params.values(), output=sink, format="csv", timeout=COPY_TIMEOUT
+            )
         return int(status.split()[-1])

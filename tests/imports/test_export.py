@@ -180,3 +180,19 @@ def test_importing_an_export_gives_back_the_same_customers_and_purchases(
         asyncio.run(_round_trip(empty_database, rows, fmt, tmp_path))
 
     round_trip()
+
+
+async def test_an_export_outlasts_the_requests_statement_timeout(
+    engine: AsyncEngine, empty_database: str, tmp_path: Path
+) -> None:
+    rows = [f"buyer{n % 50}@example.com,Buyer,item {n},1,1.00,EUR" for n in range(20_000)]
+    await run_import(engine, csv_lines(*rows), tmp_path, chunk_rows=5000)
+    hurried = create_engine(
+        Settings(environment="test", database_url=empty_database, db_statement_timeout=0.02)
+    )
+    try:
+        exported = await _export(hurried)
+    finally:
+        await hurried.dispose()
+
+    assert exported.count("\n") == 20_001
