@@ -27,6 +27,9 @@ COPY_TIMEOUT = 24 * 3600.0  # seconds: an export's COPY ends when the table does
 
 
 # The staging tables: temporary, so each connection has its own and nothing is left behind.
+# On PostgreSQL they live for one chunk's transaction (ON COMMIT DROP, created again by the
+# next): behind PgBouncer in transaction pooling the next transaction may run on another server
+# connection, and a table kept for the session would stay on this one for other clients.
 _STAGED_PURCHASE_COLUMNS = (
     "position",
     "email",
@@ -42,11 +45,10 @@ _STAGE_PURCHASE = (
     " purchased_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _CREATE_STAGING_PG = (
-    "CREATE TEMPORARY TABLE IF NOT EXISTS import_customer (email text, name text)"
-    " ON COMMIT DELETE ROWS",
-    "CREATE TEMPORARY TABLE IF NOT EXISTS import_purchase (position integer, email text,"
+    "CREATE TEMPORARY TABLE import_customer (email text, name text) ON COMMIT DROP",
+    "CREATE TEMPORARY TABLE import_purchase (position integer, email text,"
     " item text, quantity integer, unit_price numeric(12, 2), currency text,"
-    " purchased_at timestamptz) ON COMMIT DELETE ROWS",
+    " purchased_at timestamptz) ON COMMIT DROP",
 )
 _CREATE_STAGING_SQLITE = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS import_customer (email TEXT, name TEXT)",
@@ -148,10 +150,8 @@ class ImportRepository:
         self, people: dict[str, str], purchases: Sequence[Row], now: datetime
     ) -> tuple[int, int]:
         driver = await self._driver()
-        if not self._staging_ready:
-            for statement in _CREATE_STAGING_PG:
-                await driver.execute(statement)
-            self._staging_ready = True
+        for statement in _CREATE_STAGING_PG:  # in the caller's transaction, dropped at its end
+            await driver.execute(statement)
         await driver.copy_records_to_table(
             "import_customer", records=people.items(), columns=("email", "name")
         )

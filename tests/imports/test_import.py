@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import asyncpg
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.imports.formats import Format
@@ -232,3 +234,26 @@ async def test_a_run_without_rejects_removes_an_earlier_reject_file(
     await run_import(engine, csv_lines(GOOD), tmp_path)
 
     assert not (tmp_path / "rejects.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "database_url",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("pgbouncer", marks=[pytest.mark.postgres, pytest.mark.pgbouncer]),
+    ],
+    indirect=True,
+)
+async def test_the_staging_tables_end_with_each_chunks_transaction(
+    engine: AsyncEngine, admin: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """Behind PgBouncer the next chunk may run on another server connection, and a staging
+    table kept for the session would stay on this one for whichever client gets it next."""
+    report = await run_import(engine, csv_lines(GOOD, GOOD, GOOD), tmp_path, chunk_rows=1)
+
+    staged = await admin.fetchval(
+        "SELECT count(*) FROM pg_class"
+        " WHERE relpersistence = 't' AND relname IN ('import_customer', 'import_purchase')"
+    )
+
+    assert (report.stored, staged) == (3, 0)
