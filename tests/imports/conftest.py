@@ -1,4 +1,5 @@
-"""The import tests' engine: the service's own, on each test's fresh SQLite or PostgreSQL."""
+"""The import tests' engine: the service's own, on each test's fresh SQLite or PostgreSQL
+(directly or through PgBouncer)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,30 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner
 
 from app.db import create_engine
 from app.settings import Settings
 
 
 @pytest.fixture
-async def engine(empty_database: str) -> AsyncIterator[AsyncEngine]:
-    """The service's own engine (SQLite's WAL and eager write locks included)."""
-    engine = create_engine(Settings(environment="test", database_url=empty_database))
+def run(empty_database: str, database_pooler: str) -> CliRunner:
+    """The console script in-process, on the test's database (through its pooler)."""
+    return CliRunner(
+        env={
+            "APP_DATABASE_URL": empty_database,
+            "APP_DATABASE_POOLER": database_pooler,
+            "APP_ENVIRONMENT": "test",
+        }
+    )
+
+
+@pytest.fixture
+async def engine(empty_database: str, database_pooler: str) -> AsyncIterator[AsyncEngine]:
+    """The service's own engine (SQLite's WAL and eager write locks included; through
+    PgBouncer, with the pooler's settings)."""
+    engine = create_engine(
+        Settings(environment="test", database_url=empty_database, database_pooler=database_pooler)
+    )
     yield engine
     await engine.dispose()

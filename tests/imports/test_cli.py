@@ -19,11 +19,6 @@ from tests.imports.helpers import GOOD, csv_lines, purchases
 BAD = "nope,Tim,book,1,1.00,EUR"
 
 
-@pytest.fixture
-def run(empty_database: str) -> CliRunner:
-    return CliRunner(env={"APP_DATABASE_URL": empty_database, "APP_ENVIRONMENT": "test"})
-
-
 def _file(tmp_path: Path, content: str, name: str = "sales.csv") -> Path:
     path = tmp_path / name
     path.write_text(content)
@@ -95,7 +90,7 @@ def test_stdin_is_read_with_the_format_given(run: CliRunner, tmp_path: Path) -> 
 
 
 def test_every_command_has_help(run: CliRunner) -> None:
-    for command in ([], ["import"], ["export"]):
+    for command in ([], ["import"], ["export"], ["keys"]):
         result = run.invoke(cli, [*command, "--help"])
         assert result.exit_code == 0
         assert "Usage" in result.stdout

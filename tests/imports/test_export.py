@@ -95,13 +95,12 @@ async def test_customers_export_their_email_name_and_times(
     assert row["created_at"] == row["updated_at"]
 
 
-def test_export_writes_the_file_given_with_o(empty_database: str, tmp_path: Path) -> None:
-    runner = CliRunner(env={"APP_DATABASE_URL": empty_database, "APP_ENVIRONMENT": "test"})
+def test_export_writes_the_file_given_with_o(run: CliRunner, tmp_path: Path) -> None:
     source = tmp_path / "in.csv"
     source.write_text(csv_lines("tim@example.com,Tim,book,1,1.00,EUR"))
-    assert runner.invoke(cli, ["import", str(source)]).exit_code == 0
+    assert run.invoke(cli, ["import", str(source)]).exit_code == 0
 
-    result = runner.invoke(cli, ["export", "purchases", "-o", str(tmp_path / "out.jsonl")])
+    result = run.invoke(cli, ["export", "purchases", "-o", str(tmp_path / "out.jsonl")])
 
     assert result.exit_code == 0, result.output
     assert result.stderr == "exported 1 purchases\n"
@@ -143,8 +142,10 @@ def _as_csv(rows: list[dict[str, Any]]) -> bytes:
     return out.getvalue().encode()
 
 
-async def _round_trip(url: str, rows: list[dict[str, Any]], fmt: Format, tmp_path: Path) -> None:
-    engine = create_engine(Settings(environment="test", database_url=url))
+async def _round_trip(
+    url: str, pooler: str, rows: list[dict[str, Any]], fmt: Format, tmp_path: Path
+) -> None:
+    engine = create_engine(Settings(environment="test", database_url=url, database_pooler=pooler))
     try:
         await _empty(engine)
         report = await run_import(engine, _as_csv(rows), tmp_path, chunk_rows=3)
@@ -168,7 +169,7 @@ async def _empty(engine: AsyncEngine) -> None:
 
 @pytest.mark.parametrize("fmt", list(Format))
 def test_importing_an_export_gives_back_the_same_customers_and_purchases(
-    empty_database: str, tmp_path: Path, fmt: Format
+    empty_database: str, database_pooler: str, tmp_path: Path, fmt: Format
 ) -> None:
     @settings(
         max_examples=25,
@@ -177,18 +178,23 @@ def test_importing_an_export_gives_back_the_same_customers_and_purchases(
     )
     @given(rows=st.lists(_PURCHASE, min_size=1, max_size=8))
     def round_trip(rows: list[dict[str, Any]]) -> None:
-        asyncio.run(_round_trip(empty_database, rows, fmt, tmp_path))
+        asyncio.run(_round_trip(empty_database, database_pooler, rows, fmt, tmp_path))
 
     round_trip()
 
 
 async def test_an_export_outlasts_the_requests_statement_timeout(
-    engine: AsyncEngine, empty_database: str, tmp_path: Path
+    engine: AsyncEngine, empty_database: str, database_pooler: str, tmp_path: Path
 ) -> None:
     rows = [f"buyer{n % 50}@example.com,Buyer,item {n},1,1.00,EUR" for n in range(20_000)]
     await run_import(engine, csv_lines(*rows), tmp_path, chunk_rows=5000)
     hurried = create_engine(
-        Settings(environment="test", database_url=empty_database, db_statement_timeout=0.02)
+        Settings(
+            environment="test",
+            database_url=empty_database,
+            database_pooler=database_pooler,
+            db_statement_timeout=0.02,
+        )
     )
     try:
         exported = await _export(hurried)

@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from app.db import pooler_connect_args
 from app.imports.models import ImportChunk
 from tests.imports.helpers import HEADER, purchases
 
@@ -33,7 +34,7 @@ def _file(tmp_path: Path) -> tuple[Path, list[str]]:
     return path, good
 
 
-async def _import(path: Path, database_url: str) -> asyncio.subprocess.Process:
+async def _import(path: Path, database_url: str, pooler: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         str(SCRIPT),
         "import",
@@ -41,15 +42,21 @@ async def _import(path: Path, database_url: str) -> asyncio.subprocess.Process:
         "--no-progress",
         "--chunk-rows",
         str(CHUNK_ROWS),
-        env={**os.environ, "APP_DATABASE_URL": database_url, "APP_ENVIRONMENT": "test"},
+        env={
+            **os.environ,
+            "APP_DATABASE_URL": database_url,
+            "APP_DATABASE_POOLER": pooler,
+            "APP_ENVIRONMENT": "test",
+        },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
 
 
-async def _chunks_stored(database_url: str) -> int:
+async def _chunks_stored(database_url: str, pooler: str) -> int:
     # A plain engine: its reads do not queue behind the importer's write lock on SQLite.
-    reader = create_async_engine(database_url)
+    connect_args = {} if database_url.startswith("sqlite") else pooler_connect_args(pooler)
+    reader = create_async_engine(database_url, connect_args=connect_args)
     try:
         async with reader.connect() as conn:
             count = await conn.scalar(select(func.count()).select_from(ImportChunk))
@@ -59,22 +66,25 @@ async def _chunks_stored(database_url: str) -> int:
 
 
 async def test_a_killed_import_run_again_stores_each_good_row_once(
-    engine: AsyncEngine, empty_database: str, tmp_path: Path
+    engine: AsyncEngine, empty_database: str, database_pooler: str, tmp_path: Path
 ) -> None:
     path, good = _file(tmp_path)
-    first = await _import(path, empty_database)
+    first = await _import(path, empty_database, database_pooler)
     async with asyncio.timeout(120):
         while True:  # until five chunks are committed
-            if first.returncode is not None or await _chunks_stored(empty_database) >= 5:
+            if (
+                first.returncode is not None
+                or await _chunks_stored(empty_database, database_pooler) >= 5
+            ):
                 break
             await asyncio.sleep(0.02)
     first.send_signal(signal.SIGKILL)
     await first.wait()
-    stored_before = await _chunks_stored(empty_database)
+    stored_before = await _chunks_stored(empty_database, database_pooler)
     assert first.returncode == -signal.SIGKILL
     assert stored_before < ROWS // CHUNK_ROWS  # it was killed midway
 
-    second = await _import(path, empty_database)
+    second = await _import(path, empty_database, database_pooler)
     out, _ = await second.communicate()
 
     assert second.returncode == 65
