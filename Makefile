@@ -6,7 +6,16 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# uv installs .venv from uv.lock, exactly. It lives in a venv of its own, .uv/, installed from
+# PyPI with pip at the version and hashes in requirements-uv.txt: `uv sync` removes from .venv
+# whatever uv.lock does not list, and uv is not in it.
+UV_HOME := .uv
+UV := $(UV_HOME)/bin/uv
+# Named after the pyproject.toml and uv.lock it was installed from: a change to either re-installs.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | sha1sum | cut -c1-12)
+# The venv gets this machine's Python: uv never downloads an interpreter.
+export UV_PYTHON ?= $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
 HOST ?= 127.0.0.1
 PORT ?= 8000
 DEV_TOKEN_FILE := var/dev-admin-token
@@ -19,15 +28,32 @@ export APP_TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "==> installing the project and its tools into $(VENV)"
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --progress-bar on -e '.[dev,e2e,ops]'
+$(UV): requirements-uv.txt
+	@echo "==> installing uv (requirements-uv.txt) into $(UV_HOME)"
+	@test -x $(UV_HOME)/bin/python || $(PYTHON) -m venv $(UV_HOME)
+	$(UV_HOME)/bin/pip install --quiet --require-hashes --no-deps -r requirements-uv.txt
+	@touch $@
+
+# --locked: uv.lock must agree with pyproject.toml (else `make lock` first); every group.
+$(STAMP): pyproject.toml uv.lock $(UV)
+	@echo "==> installing the project and its tools from uv.lock into $(VENV)"
+	@$(UV) sync --locked --all-extras || { echo "==> make lock updates uv.lock" >&2; exit 1; }
 	@rm -f $(VENV)/.installed-* && touch $@
 
 .PHONY: install
-install: $(STAMP) ## Create the venv and install the project with its dev tools
+install: $(STAMP) ## Create the venv and install the project with its dev tools, from uv.lock
+
+.PHONY: lock
+lock: $(UV) ## Update uv.lock after editing pyproject.toml (LOCK_ARGS=--upgrade: newest allowed)
+	$(UV) lock $(LOCK_ARGS)
+
+.PHONY: lock-check
+lock-check: $(UV) ## Fail if uv.lock does not agree with pyproject.toml (CI runs it)
+	@$(UV) lock --check || { echo "==> uv.lock is stale: run make lock, commit uv.lock" >&2; exit 1; }
+
+.PHONY: outdated
+outdated: install ## List the locked packages that have newer releases
+	$(UV) pip list --outdated --python $(VENV)
 
 $(DEV_TOKEN_FILE):
 	@mkdir -p var && umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(24))" > $@
@@ -65,10 +91,11 @@ fmt: install ## Format and auto-fix the code
 	$(BIN)/ruff check --fix .
 
 .PHONY: check
-check: lint test ## What CI runs, less the container test
+check: ## What CI runs, exactly: .ci/run (lock, lint, every test counted by group, containers)
+	bash .ci/run
 
 .PHONY: clean
-clean: ## Remove the venv, caches and local databases
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+clean: ## Remove the venvs (project and uv), caches and local databases
+	rm -rf $(VENV) $(UV_HOME) var .pytest_cache .mypy_cache .ruff_cache
 
 -include mk/*.mk
