@@ -4,8 +4,10 @@
 fixed seed and an API key with the `read` scope made by the console script (so the reads are
 fuzzed past the 401, and the key endpoints meet a key without `admin`): no 5xx, every status and
 body as documented, schema-valid requests accepted and invalid ones (`true` as a number, ...)
-refused. All four phases run: the spec's examples, the coverage phase (boundaries and each
-kind of invalid value), random fuzzing, and stateful sequences following the API's links.
+refused. All four phases run, each on its own so that its JUnit report shows what it tested:
+the spec's examples, the coverage phase (boundaries and each kind of invalid value), random
+fuzzing, and stateful sequences following the API's links. A phase that skipped an operation
+it should have tested fails the test, as a failed check does.
 
 Cases per operation: at least 200 under CI (`CI` set; stateful: 60 sequences), else
 HARDENING_FUZZ_EXAMPLES (default 50) and HARDENING_STATEFUL_EXAMPLES (default 30).
@@ -14,8 +16,12 @@ HARDENING_FUZZ_EXAMPLES (default 50) and HARDENING_STATEFUL_EXAMPLES (default 30
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -30,6 +36,17 @@ pytestmark = pytest.mark.postgres
 SEED = 20261126
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 FUZZ_TIMEOUT_S = 900
+# The operations whose spec carries examples (a body or a query); the examples phase has nothing
+# to send to the others and reports them skipped ("No examples in schema").
+WITH_EXAMPLES = frozenset(
+    {
+        "POST /api/v1/purchases",
+        "POST /api/v1/purchases/batch",
+        "GET /api/v1/stats/daily",
+        "PATCH /api/v1/customers/{customer_id}",
+    }
+)
+STATEFUL = "Stateful tests"  # the stateful phase's one test case in the report
 
 
 def in_ci() -> bool:
@@ -43,9 +60,42 @@ def examples(variable: str, ci: int, local: int) -> int:
 
 
 KEY_PATHS = "^/api/v1/keys"
-# The operations a `read` key is refused (403): key management, and corrections and erasure.
-NOT_READ = ("--exclude-path-regex", KEY_PATHS, "--exclude-method", "PATCH", "--exclude-method",
-            "DELETE")  # fmt: skip
+CUSTOMER_PATH = "^/api/v1/customers/[{]customer_id[}]$"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The operations one run fuzzes: Schemathesis' filter options, and the same filter in
+    Python, so that the test knows which operations the run's JUnit report must list."""
+
+    options: tuple[str, ...]
+    keep: Callable[[str], bool]
+
+    def of(self, every: set[str]) -> set[str]:
+        return {operation for operation in every if self.keep(operation)}
+
+
+def method_and_path(operation: str) -> tuple[str, str]:
+    method, path = operation.split(" ", 1)
+    return method, path
+
+
+# The operations a `read` key may call: not key management, nor corrections and erasure (403).
+READ = Selection(
+    ("--exclude-path-regex", KEY_PATHS, "--exclude-method", "PATCH", "--exclude-method", "DELETE"),
+    lambda op: (
+        not re.search(KEY_PATHS, method_and_path(op)[1])
+        and method_and_path(op)[0] not in ("PATCH", "DELETE")
+    ),
+)
+KEYS = Selection(
+    ("--include-path-regex", KEY_PATHS),
+    lambda op: bool(re.search(KEY_PATHS, method_and_path(op)[1])),
+)
+CUSTOMER = Selection(
+    ("--include-path-regex", CUSTOMER_PATH),
+    lambda op: bool(re.search(CUSTOMER_PATH, method_and_path(op)[1])),
+)
 
 
 def make_key(database: str, *scopes: str) -> str:
@@ -55,8 +105,29 @@ def make_key(database: str, *scopes: str) -> str:
     return created.stdout.strip()
 
 
-def run_schemathesis(base_url: str, key: str, workdir: Path, *arguments: str) -> str:
-    """`st run --checks all` on the served spec; fails the test with the findings."""
+def operations(base_url: str) -> set[str]:
+    """Every operation the served spec documents, named as Schemathesis names them."""
+    spec = httpx.get(f"{base_url}/openapi.json", timeout=10).json()
+    return {f"{method.upper()} {path}" for path, item in spec["paths"].items() for method in item}
+
+
+def outcomes(report_dir: Path) -> dict[str, str]:
+    """Each test case of Schemathesis' JUnit report: "passed", or what else it was."""
+    (report,) = report_dir.glob("*.xml")
+    root = ET.parse(report).getroot()  # noqa: S314 - the report of our own run
+    found = {}
+    for case in root.iter("testcase"):
+        other = [f"{child.tag}: {child.text}" for child in case]
+        found[case.get("name", "")] = "; ".join(other) if other else "passed"
+    return found
+
+
+def run_phase(
+    base_url: str, key: str, workdir: Path, phase: str, count: int, *selection: str
+) -> dict[str, str]:
+    """`st run --checks all` with one phase on the selected operations of the served spec;
+    fails the test with the findings; returns the outcome of each test case its JUnit report
+    lists."""
     command = [
         sys.executable,
         "-m",
@@ -86,7 +157,11 @@ def run_schemathesis(base_url: str, key: str, workdir: Path, *arguments: str) ->
         "junit",
         "--report-dir",
         str(workdir / "report"),
-        *arguments,
+        *selection,
+        "--phases",
+        phase,
+        "--max-examples",
+        str(count),
     ]
     done = subprocess.run(  # noqa: S603 - our own interpreter and arguments
         command,
@@ -97,54 +172,62 @@ def run_schemathesis(base_url: str, key: str, workdir: Path, *arguments: str) ->
         timeout=FUZZ_TIMEOUT_S,
         check=False,
     )
-    report = done.stdout + done.stderr
-    assert done.returncode == 0, f"schemathesis found problems (seed {SEED}):\n{report[-30_000:]}"
-    assert "No issues found" in report, report[-30_000:]
-    return report
+    output = (done.stdout + done.stderr)[-30_000:]
+    assert done.returncode == 0, f"schemathesis found problems (seed {SEED}):\n{output}"
+    return outcomes(workdir / "report")
+
+
+PHASES = ["examples", "coverage", "fuzzing"]
 
 
 def fuzz(
-    database: str, serve: Serve, workdir: Path, scopes: tuple[str, ...], *selection: str
-) -> None:
-    """The examples, coverage and fuzzing phases on the selected operations, with a key of
-    these scopes: at least 200 cases per operation under CI."""
+    database: str, serve: Serve, workdir: Path, scopes: tuple[str, ...], phase: str,
+    selection: Selection,
+) -> None:  # fmt: skip
+    """One phase (examples, coverage or fuzzing) on the selected operations, with a key of
+    these scopes: at least 200 cases per operation under CI; each selected operation tested
+    (the examples phase: those whose spec has examples)."""
     server = serve(database)
+    selected = selection.of(operations(server.base_url))
+    assert selected, f"{selection.options} selects no operation"
     count = examples("HARDENING_FUZZ_EXAMPLES", ci=200, local=50)
+    key = make_key(database, *scopes)
 
-    run_schemathesis(
-        server.base_url,
-        make_key(database, *scopes),
-        workdir,
-        *selection,
-        "--phases",
-        "examples,coverage,fuzzing",
-        "--max-examples",
-        str(count),
+    report = run_phase(server.base_url, key, workdir, phase, count, *selection.options)
+
+    tested = selected & WITH_EXAMPLES if phase == "examples" else selected
+    assert set(report) == selected, (
+        f"operations missing from the report: {sorted(selected ^ set(report))}"
     )
-
+    assert {name: report[name] for name in tested} == dict.fromkeys(tested, "passed")
     assert "Traceback" not in server.log_text(), server.log_tail(80)
 
 
-def test_every_operation_passes_all_checks(database: str, serve: Serve, tmp_path: Path) -> None:
+@pytest.mark.parametrize("phase", PHASES)
+def test_every_operation_passes_all_checks(
+    database: str, serve: Serve, tmp_path: Path, phase: str
+) -> None:
     """The spec's examples, its boundaries and each kind of invalid value, then random data,
     with a `read` key (what it may not do, which needs `write` or `admin`, is the next test's)."""
-    fuzz(database, serve, tmp_path, ("read",), *NOT_READ)
+    fuzz(database, serve, tmp_path, ("read",), phase, READ)
 
 
+# No key operation's spec has examples: Schemathesis fails a run that skips every operation.
+@pytest.mark.parametrize("phase", ["coverage", "fuzzing"])
 def test_key_operations_pass_all_checks_with_an_admin_key(
-    database: str, serve: Serve, tmp_path: Path
+    database: str, serve: Serve, tmp_path: Path, phase: str
 ) -> None:
     """Creating, listing and revoking keys, fuzzed with a key holding `admin` (and alone: the
     fuzzer may revoke the very key it uses)."""
-    fuzz(database, serve, tmp_path, ("admin",), "--include-path-regex", KEY_PATHS)
+    fuzz(database, serve, tmp_path, ("admin",), phase, KEYS)
 
 
+@pytest.mark.parametrize("phase", PHASES)
 def test_corrections_and_erasure_pass_all_checks_with_a_write_key(
-    database: str, serve: Serve, tmp_path: Path
+    database: str, serve: Serve, tmp_path: Path, phase: str
 ) -> None:
     """Correcting and erasing customers, fuzzed with a key holding `read` and `write`."""
-    paths = "^/api/v1/customers/[{]customer_id[}]$"
-    fuzz(database, serve, tmp_path, ("read", "write"), "--include-path-regex", paths)
+    fuzz(database, serve, tmp_path, ("read", "write"), phase, CUSTOMER)
 
 
 def test_sequences_of_calls_following_the_api_links(
@@ -155,18 +238,17 @@ def test_sequences_of_calls_following_the_api_links(
     server = serve(database)
     count = examples("HARDENING_STATEFUL_EXAMPLES", ci=60, local=30)
 
-    run_schemathesis(
+    report = run_phase(
         server.base_url,
         make_key(database, "read", "write"),
         tmp_path,
+        "stateful",
+        count,
         "--exclude-path-regex",
         KEY_PATHS,
-        "--phases",
-        "stateful",
-        "--max-examples",
-        str(count),
     )
 
+    assert report == {STATEFUL: "passed"}
     assert "Traceback" not in server.log_text(), server.log_tail(80)
 
 
