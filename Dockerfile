@@ -5,31 +5,37 @@
 # (and so that `make container-test` can build this same file on a machine without a registry).
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# ---- build: every wheel the service needs, its own included -------------------------------
+# ---- build: a venv with exactly what uv.lock pins for the runtime, the service's wheel in it ----
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_LINK_MODE=copy \
+    UV_SYSTEM_CERTS=1
 WORKDIR /src
 
-# Dependencies first, from pyproject.toml alone (with an empty package standing in for the
-# code), so that this slow layer is reused for as long as the dependencies do not change.
-COPY pyproject.toml README.md ./
-RUN --mount=type=cache,target=/root/.cache/pip \
-    mkdir app && touch app/__init__.py \
-    && python -m pip wheel --wheel-dir /wheels . \
-    && rm -r app /wheels/purchase_capture-*.whl
+# uv, at the version and hashes in requirements-uv.txt, in this stage only. UV_SYSTEM_CERTS:
+# it trusts the image's CA store, as pip does (a build behind a proxy with its own CA works).
+COPY requirements-uv.txt ./
+RUN python -m venv /opt/uv \
+    && /opt/uv/bin/pip install --no-cache-dir --require-hashes --no-deps -r requirements-uv.txt
 
+# The runtime dependencies first, from uv.lock alone (--locked: a lock that disagrees with
+# pyproject.toml fails the build), so that this slow layer is reused until the lock changes.
+COPY pyproject.toml uv.lock ./
+RUN --mount=type=cache,target=/root/.cache/uv \
+    /opt/uv/bin/uv sync --locked --no-dev --no-install-project --no-editable --python python
+
+# Then the service itself, as a wheel (not editable: /src stays behind). The venv is copied
+# whole: a COPY's cache key is its content, so a new wheel always reaches the runtime image (a
+# RUN with a bind mount from this stage is cached by its command line alone in buildah, and
+# kept installing the previous wheel). A venv made by uv holds no pip.
+COPY README.md ./
 COPY app ./app
-RUN python -m pip wheel --no-deps --no-cache-dir --wheel-dir /wheels .
-
-# The venv is built here and copied whole: a COPY's cache key is its content, so a new wheel
-# always reaches the runtime image (a RUN with a bind mount from this stage is cached by its
-# command line alone in buildah, and kept installing the previous wheel).
-RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links=/wheels \
-       /wheels/purchase_capture-*.whl \
-    && /opt/venv/bin/pip uninstall --yes pip setuptools
+RUN --mount=type=cache,target=/root/.cache/uv \
+    /opt/uv/bin/uv sync --locked --no-dev --no-editable --python python
 
 # ---- runtime: the interpreter, a venv with the wheels, no compilers, no pip ------------------
 FROM ${PYTHON_IMAGE} AS runtime

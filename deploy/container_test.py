@@ -12,7 +12,7 @@ base images, built from Debian packages with debootstrap:
 They are kept in podman's own storage (so every clone on the machine shares them) and rebuilt
 only when missing or when their recipe changes (a label holds the recipe's hash).
 The python stand-in also trusts the extra CAs this host trusts (/usr/local/share/ca-certificates),
-so that pip inside the image build reaches PyPI as the host does; the Dockerfile is untouched.
+so that pip and uv inside the image build reach PyPI as the host does; the Dockerfile is untouched.
 podman-compose runs podman through deploy/podman-compat, which supplies what Debian 12's podman
 4.3 lacks for compose.yaml's depends_on conditions (see that file).
 

@@ -81,8 +81,9 @@ def recipe_hash(*parts: object) -> str:
 
 
 def host_extra_cas() -> list[Path]:
-    """CAs this machine trusts beyond Debian's (an egress proxy's, a company's): pip inside a
-    build trusts what the host trusts. A stand-in-only concern; the Dockerfile is untouched."""
+    """CAs this machine trusts beyond Debian's (an egress proxy's, a company's): pip and uv
+    inside a build trust what the host trusts. A stand-in-only concern; the Dockerfile is
+    untouched."""
     return sorted(Path("/usr/local/share/ca-certificates").glob("**/*.crt"))
 
 

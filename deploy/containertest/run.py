@@ -71,7 +71,7 @@ def main() -> int:
         with step("build the real Dockerfile (compose build, PYTHON_IMAGE=stand-in)"):
             stack.compose_run("build", "app", timeout=1500)
             # Every code change leaves the previous build's layers untagged; drop the old ones
-            # (the layer cache of the last day stays, and pip's download cache always does).
+            # (the layer cache of the last day stays, and uv's download cache always does).
             run(
                 ["podman", "image", "prune", "--force", "--filter", "until=24h"],
                 quiet=True,
