@@ -36,6 +36,14 @@ def postgres_required() -> bool:
     return os.environ.get("APP_REQUIRE_POSTGRES", "") not in ("", "0")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test's markers go into the JUnit report, where CI counts its groups by them
+    (tests/junit_counts.py): `postgres` marks a module's tests and a parameter alike."""
+    for item in items:
+        markers = sorted({mark.name for mark in item.iter_markers()})
+        item.user_properties.append(("markers", " ".join(markers)))
+
+
 @pytest.fixture(scope="session")
 async def postgres_url() -> AsyncIterator[str]:
     """A database created for this run on the server in APP_TEST_DATABASE_URL, dropped after."""
