@@ -13,11 +13,14 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     UV_PROJECT_ENVIRONMENT=/opt/venv \
     UV_PYTHON_DOWNLOADS=never \
     UV_LINK_MODE=copy \
+    UV_COMPILE_BYTECODE=1 \
     UV_SYSTEM_CERTS=1
 WORKDIR /src
 
 # uv, at the version and hashes in requirements-uv.txt, in this stage only. UV_SYSTEM_CERTS:
 # it trusts the image's CA store, as pip does (a build behind a proxy with its own CA works).
+# UV_COMPILE_BYTECODE: the .pyc files ship in the venv, as pip's did; the runtime never writes
+# them (PYTHONDONTWRITEBYTECODE), so without them every start would compile every module.
 COPY requirements-uv.txt ./
 RUN python -m venv /opt/uv \
     && /opt/uv/bin/pip install --no-cache-dir --require-hashes --no-deps -r requirements-uv.txt

@@ -13,9 +13,12 @@ UV_HOME := .uv
 UV := $(UV_HOME)/bin/uv
 # Named after the pyproject.toml and uv.lock it was installed from: a change to either re-installs.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | sha1sum | cut -c1-12)
-# The venv gets this machine's Python: uv never downloads an interpreter.
+# The venv gets this machine's Python: uv never downloads an interpreter. Bytecode is compiled
+# at install, as pip does: with PYTHONDONTWRITEBYTECODE set, every process would compile every
+# module it imports anew (slow starts of the test servers).
 export UV_PYTHON ?= $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
+export UV_COMPILE_BYTECODE := 1
 HOST ?= 127.0.0.1
 PORT ?= 8000
 DEV_TOKEN_FILE := var/dev-admin-token
