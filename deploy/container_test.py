@@ -17,11 +17,11 @@ podman-compose runs podman through deploy/podman-compat, which supplies what Deb
 4.3 lacks for compose.yaml's depends_on conditions (see that file).
 
 Steps, each timed: prerequisites (apt), stand-in images, image build (compose's `build:`; then
-checks: non-root, health check, no build or dev tools, no secrets baked in, no start without a
-token), compose without the required secrets, compose up (db -> migrate -> app, the order
-checked from podman's timestamps), health, API round trip (page and /docs with their assets,
-two purchases, one customer), app restart, JSON logs, SIGTERM stop, compose down -v. Teardown
-runs whatever happens, also on SIGTERM or Ctrl-C.
+checks: non-root, health check, no build or dev tools (no pip, no uv), no secrets baked in, no
+start without a token), compose without the required secrets, compose up (db -> migrate -> app,
+the order checked from podman's timestamps), health, API round trip (page and /docs with their
+assets, two purchases, one customer), app restart, JSON logs, SIGTERM stop, compose down -v.
+Teardown runs whatever happens, also on SIGTERM or Ctrl-C.
 
 Environment: APP_PORT (host port; default: a free one), CONTAINER_TEST_KEEP=1 (leave the stack
 up on failure, for a look), DEBIAN_MIRROR (default http://deb.debian.org/debian),

@@ -101,8 +101,8 @@ def main() -> int:
                     "sh",
                     APP_IMAGE,
                     "-c",
-                    "command -v gcc cc make pip; python -c 'import importlib.util as u;"
-                    ' print(*(m for m in ("pip", "pytest", "mypy", "ruff")'
+                    "command -v gcc cc make pip uv; python -c 'import importlib.util as u;"
+                    ' print(*(m for m in ("pip", "uv", "pytest", "mypy", "ruff")'
                     " if u.find_spec(m)))'; exit 0",
                 ],
                 capture=True,
@@ -110,7 +110,7 @@ def main() -> int:
             )
             if probe.stdout.strip():
                 raise StepFailed(f"build or dev tools in the image: {probe.stdout.decode()}")
-            print("    no gcc, cc, make, pip, pytest, mypy or ruff in the runtime image")
+            print("    no gcc, cc, make, pip, uv, pytest, mypy or ruff in the runtime image")
             env = json.loads(
                 out(["podman", "image", "inspect", "--format", "{{json .Config.Env}}", APP_IMAGE])
             )
