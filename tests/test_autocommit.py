@@ -127,8 +127,10 @@ async def test_a_batch_chosen_as_deadlock_victim_answers_503_and_stores_none_of_
     async with row_locked(admin, "b@example.com"):
         capture = asyncio.create_task(client.post(f"{URL}/batch", json=batch))
         await wait_for_lock_wait(admin)  # the batch holds a@ and waits for b@
-        # Now wait for a@ too: the batch waited first, so its deadlock check runs first and
-        # PostgreSQL ends its statement; this one then gets a@.
+        # Now wait for a@ too. Each waiter checks for a deadlock deadlock_timeout after it began
+        # to wait, and the first check ends its own statement: which one runs first is a race on
+        # a busy machine, unless this session checks much later than the batch (1 s).
+        await admin.execute("SET LOCAL deadlock_timeout = '30s'")
         await admin.execute("SELECT 1 FROM customer WHERE email = 'a@example.com' FOR UPDATE")
         response = await capture
 
