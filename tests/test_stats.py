@@ -143,6 +143,7 @@ async def test_new_and_returning_customers(
         {"to": "1700000000"},
         {"from": "0001-01-01", "to": "0001-01-02", "tz": "Asia/Tokyo"},
         {"from": "9999-12-30", "to": "9999-12-31"},
+        {"to": "0001-01-01", "tz": "UTC"},
     ],
 )
 async def test_bad_range_or_zone_is_a_422(

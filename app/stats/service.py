@@ -44,6 +44,8 @@ async def daily(
     """Purchases, revenue and buyers per local day; `first`/`last` default to the 30 days
     that end today."""
     last = last or today_in(zone)
+    if last < FIRST_DAY:  # before the default `first` is computed: 0001-01-01 minus 29 days
+        raise InvalidRange(f"Dates run from {FIRST_DAY} to {LAST_DAY}.")
     first = first or last - timedelta(days=29)
     if first > last:
         raise InvalidRange("'from' must not be after 'to'.")
