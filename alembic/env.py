@@ -10,13 +10,13 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
-from app import models  # noqa: F401  (registers the tables on Base.metadata)
 from app.audit import models as audit_models  # noqa: F401
-from app.db import Base, pooler_connect_args
+from app.core.db import Base, pooler_connect_args
+from app.core.log import configure_logging
+from app.core.settings import Settings
 from app.imports import models as import_models  # noqa: F401  (the import ledger)
 from app.keys import models as key_models  # noqa: F401
-from app.log import configure_logging
-from app.settings import Settings
+from app.sales import models  # noqa: F401  (registers the tables on Base.metadata)
 
 config = context.config
 

@@ -5,7 +5,7 @@ uvicorn's own command line, with these changes:
   process ends "killed by SIGTERM" (status 143), which orchestrators report as a failure. Here
   that re-raised SIGTERM, sent only once uvicorn has shut down cleanly, exits with 0 instead.
 - A bounded request head by default: uvicorn's httptools protocol (the faster parser) as
-  `app.server.BoundedHttpToolsProtocol`, which refuses a request line and headers over
+  `app.core.server.BoundedHttpToolsProtocol`, which refuses a request line and headers over
   MAX_HEAD_BYTES with 431; plain httptools reads one of any size into memory. An explicit
   `--http h11` gets the same bound (`--h11-max-incomplete-event-size`, refused with 400) unless
   that option is given too; `--http httptools` or `auto` has none (behind a proxy that bounds
@@ -17,7 +17,7 @@ uvicorn's own command line, with these changes:
   uvicorn's supervisor stops when a worker fails to start but then exits 0, which reads as a
   clean stop to an orchestrator.
 - With several workers, metrics are kept in prometheus_client's multiprocess mode: a directory
-  of this run's own, made (or emptied) here before the workers start (app.multiprocess).
+  of this run's own, made (or emptied) here before the workers start (app.core.multiprocess).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from types import FrameType
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
-from app.multiprocess import prepared_directory
-from app.server import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
-from app.settings import InvalidSettings, Settings, describe_invalid
+from app.core.multiprocess import prepared_directory
+from app.core.server import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
+from app.core.settings import InvalidSettings, Settings, describe_invalid
 
 HTTP_PROTOCOL = f"{BoundedHttpToolsProtocol.__module__}:{BoundedHttpToolsProtocol.__name__}"
 H11_LIMIT_OPTION = "--h11-max-incomplete-event-size"

@@ -21,12 +21,12 @@ import typer
 from rich.console import Console
 from sqlalchemy.exc import DBAPIError
 
-from app.db import create_engine
+from app.core.db import create_engine
+from app.core.settings import InvalidSettings, Settings, describe_invalid
 from app.imports.formats import Format, MalformedFile, guess_format
 from app.imports.progress import ExportProgress, ImportProgress
 from app.imports.service import CHUNK_ROWS, ImportReport, Mode, export_rows, import_purchases
 from app.keys.cli import keys_cli
-from app.settings import InvalidSettings, Settings, describe_invalid
 
 EXIT_ABORTED = 1
 EXIT_USAGE = 2

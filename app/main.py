@@ -21,26 +21,26 @@ from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app import tracing
-from app.api import capture, corrections, ops, reads
 from app.audit import service as audit_service
 from app.audit.api import router as audit_router
-from app.db import Database, create_engine
-from app.errors import install_error_handlers
-from app.idempotency import purge_periodically
-from app.keys.api import keys
-from app.keys.service import Authenticator
-from app.log import configure_logging
-from app.metrics import Metrics
-from app.middleware import BodyLimitMiddleware, EdgeMiddleware, is_sane_request_id
-from app.ratelimit import (
+from app.core import tracing
+from app.core.db import Database, create_engine
+from app.core.errors import install_error_handlers
+from app.core.log import configure_logging
+from app.core.metrics import Metrics
+from app.core.middleware import BodyLimitMiddleware, EdgeMiddleware, is_sane_request_id
+from app.core.ratelimit import (
     Buckets,
     CaptureLimiter,
     MemoryBuckets,
     RateLimitMiddleware,
     RedisBuckets,
 )
-from app.settings import InvalidSettings, Settings, describe_invalid, get_settings
+from app.core.settings import InvalidSettings, Settings, describe_invalid, get_settings
+from app.keys.api import keys
+from app.keys.service import Authenticator
+from app.sales.api import capture, corrections, ops, reads
+from app.sales.idempotency import purge_periodically
 from app.stats.api import router as stats_router
 
 if TYPE_CHECKING:

@@ -21,10 +21,10 @@ from redis.exceptions import RedisError
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app.db import Base, pooler_connect_args
+from app.core.db import Base, pooler_connect_args
+from app.core.settings import Settings
 from app.imports import models as import_models  # noqa: F401  (the ledger's table)
 from app.main import create_app
-from app.settings import Settings
 from tests.pgbouncer import PgBouncer, pgbouncer_binary
 
 ADMIN_TOKEN = "test-admin-token-0123456789"

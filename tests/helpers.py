@@ -11,9 +11,9 @@ from httpx import ASGITransport, AsyncClient, Response
 from sqlalchemy import Executable, RowMapping, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.settings import Settings
 from app.main import create_app
-from app.models import Customer, Purchase
-from app.settings import Settings
+from app.sales.models import Customer, Purchase
 
 PROBLEM_JSON = "application/problem+json"
 

@@ -13,8 +13,8 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 
-from app.errors import OUTCOME_UNKNOWN_TYPE
-from app.settings import Settings
+from app.core.errors import OUTCOME_UNKNOWN_TYPE
+from app.core.settings import Settings
 from tests.helpers import assert_problem, purchase, stored_counts
 
 pytestmark = pytest.mark.postgres

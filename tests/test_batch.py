@@ -10,7 +10,7 @@ from httpx import AsyncClient
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.models import IdempotencyKey
+from app.sales.models import IdempotencyKey
 from tests.helpers import (
     assert_problem,
     purchase,

@@ -12,9 +12,9 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.core.settings import Settings
 from app.main import create_app
-from app.models import IdempotencyKey
-from app.settings import Settings
+from app.sales.models import IdempotencyKey
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import (
     assert_problem,

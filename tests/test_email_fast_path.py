@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.schemas import PLAIN_EMAIL, is_plain_email, normalise_email, normalise_email_fully
+from app.sales.schemas import PLAIN_EMAIL, is_plain_email, normalise_email, normalise_email_fully
 
 
 def verdict(normalise: Callable[[str], str], address: str) -> str | None:

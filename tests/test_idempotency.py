@@ -14,9 +14,9 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.settings import Settings
 from app.main import create_app
-from app.models import IdempotencyKey, Purchase
-from app.settings import Settings
+from app.sales.models import IdempotencyKey, Purchase
 from tests.helpers import assert_problem, purchase, read_rows, stored_purchases
 
 

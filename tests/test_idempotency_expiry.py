@@ -12,12 +12,12 @@ from httpx import AsyncClient
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.idempotency import RetryKey, purge_expired
-from app.models import PUBLIC_SCOPE, IdempotencyKey
-from app.repositories import IdempotencyRepository
-from app.schemas import PurchaseIn
-from app.services import capture_purchase
-from app.settings import Settings
+from app.core.settings import Settings
+from app.sales.idempotency import RetryKey, purge_expired
+from app.sales.models import PUBLIC_SCOPE, IdempotencyKey
+from app.sales.repository import IdempotencyRepository
+from app.sales.schemas import PurchaseIn
+from app.sales.service import capture_purchase
 from tests.helpers import purchase, read_rows, stored_purchases
 
 URL = "/api/v1/purchases"

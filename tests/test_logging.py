@@ -16,8 +16,8 @@ import structlog
 from fastapi import FastAPI
 from httpx import AsyncClient
 
-from app.log import configure_logging, mask_email
-from app.settings import Settings
+from app.core.log import configure_logging, mask_email
+from app.core.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import purchase
 

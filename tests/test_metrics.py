@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.metrics import LATENCY_BUCKETS
+from app.core.metrics import LATENCY_BUCKETS
 from tests.helpers import assert_promtool_accepts, purchase
 
 

@@ -21,8 +21,8 @@ from sqlalchemy import Connection, inspect, make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import command
-from app.db import Base
-from app.settings import PROJECT_ROOT
+from app.core.db import Base
+from app.core.settings import PROJECT_ROOT
 from tests.conftest import POSTGRES_ENV, postgres_required
 
 

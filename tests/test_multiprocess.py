@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.__main__ import worker_count
-from app.multiprocess import ENV, prepared_directory
+from app.core.multiprocess import ENV, prepared_directory
 
 
 @pytest.fixture(autouse=True)

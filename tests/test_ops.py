@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from httpx import AsyncClient
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import assert_problem, purchase, serving
 

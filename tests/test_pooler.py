@@ -20,8 +20,8 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import make_url
 
 from alembic import command
+from app.core.settings import Settings
 from app.main import create_app
-from app.settings import Settings
 from tests.conftest import ADMIN_TOKEN, POSTGRES_ENV
 from tests.helpers import purchase
 from tests.pgbouncer import PgBouncer, pgbouncer_binary

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from app.ratelimit import MemoryBuckets, Rate, client_key, parse_rate
-from app.settings import Settings
+from app.core.ratelimit import MemoryBuckets, Rate, client_key, parse_rate
+from app.core.settings import Settings
 from tests.helpers import assert_problem, purchase, serving, stored_counts
 
 CAPTURE = "/api/v1/purchases"

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.ratelimit import Rate, RedisBuckets
-from app.settings import Settings
+from app.core.ratelimit import Rate, RedisBuckets
+from app.core.settings import Settings
 from tests.helpers import assert_problem, purchase, serving
 from tests.servers import free_port
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 from httpx import AsyncClient
 
-from app.repositories import CustomerRepository
-from app.settings import Settings
+from app.core.settings import Settings
+from app.sales.repository import CustomerRepository
 from tests.helpers import assert_problem, purchase, serving
 
 READ_PATHS = [

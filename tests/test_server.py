@@ -1,4 +1,4 @@
-"""`python -m app`'s HTTP protocol: httptools with a bound on the request head (app.server).
+"""`python -m app`'s HTTP protocol: httptools with a bound on the request head (app.core.server).
 
 A real process on SQLite, spoken to over raw sockets as a client (or an attacker) would:
 - ordinary requests, pipelined ones, and a head that arrives with a large body are served;
@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from app.__main__ import HTTP_PROTOCOL, uvicorn_args
-from app.server import MAX_HEAD_BYTES
+from app.core.server import MAX_HEAD_BYTES
 from tests.servers import UvicornServer, app_env, migrate
 
 MIB = 1024 * 1024
@@ -39,12 +39,12 @@ def test_the_bounded_httptools_protocol_is_the_default() -> None:
     assert uvicorn_args(["--port", "9000"]) == [
         "app.main:app",
         "--http",
-        "app.server:BoundedHttpToolsProtocol",
+        "app.core.server:BoundedHttpToolsProtocol",
         "--port",
         "9000",
         "--no-proxy-headers",
     ]
-    assert HTTP_PROTOCOL == "app.server:BoundedHttpToolsProtocol"
+    assert HTTP_PROTOCOL == "app.core.server:BoundedHttpToolsProtocol"
     # --http2 is another option: the default protocol still applies.
     assert uvicorn_args(["--http2"])[1:3] == ["--http", HTTP_PROTOCOL]
 

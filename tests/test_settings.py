@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.__main__ import check_settings
-from app.settings import PROJECT_ROOT, Settings, describe_invalid
+from app.core.settings import PROJECT_ROOT, Settings, describe_invalid
 
 
 def test_default_database_is_a_sqlite_file_under_var(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,8 +13,8 @@ import pytest
 from httpx import AsyncClient
 from sqlalchemy import create_engine
 
-from app.db import Base
-from app.settings import Settings
+from app.core.db import Base
+from app.core.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import assert_problem, purchase, serving
 
@@ -37,7 +37,7 @@ def serving_sqlite(url: str, **settings: Any) -> AbstractAsyncContextManager[Asy
 @pytest.fixture
 def database_file(tmp_path: Path) -> Path:
     """A SQLite file with the schema, in WAL mode as the app leaves it."""
-    path = tmp_path / "app.db"
+    path = tmp_path / "app.core.db"
     engine = create_engine(f"sqlite:///{path}")
     Base.metadata.create_all(engine)
     engine.dispose()

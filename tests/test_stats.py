@@ -10,8 +10,8 @@ from httpx import AsyncClient
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.models import Customer, Purchase
-from app.settings import Settings
+from app.core.settings import Settings
+from app.sales.models import Customer, Purchase
 from tests.helpers import assert_problem, purchase
 
 

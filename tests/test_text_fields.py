@@ -7,7 +7,7 @@ import unicodedata
 
 import pytest
 
-from app.schemas import CustomerIn
+from app.sales.schemas import CustomerIn
 
 # Every Cc and Cs code point lies in the Basic Multilingual Plane.
 BMP = 0x10000

@@ -18,7 +18,7 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient, Response
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.helpers import assert_problem, purchase, serving, stored_counts
 from tests.pgbouncer import PgBouncer
 from tests.test_autocommit import row_locked, wait_for_lock_wait

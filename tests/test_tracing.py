@@ -18,9 +18,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from app import tracing
+from app.core import tracing
+from app.core.settings import Settings
 from app.main import create_app
-from app.settings import Settings
 from tests.helpers import purchase
 
 

@@ -14,8 +14,8 @@ import pytest
 from httpx import AsyncClient, Response
 from sqlalchemy import make_url
 
-from app.errors import OUTCOME_UNKNOWN_TYPE
-from app.settings import Settings
+from app.core.errors import OUTCOME_UNKNOWN_TYPE
+from app.core.settings import Settings
 from tests.helpers import assert_problem, purchase, serving
 from tests.pgproxy import Cut, PgProxy
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-import app.columns
+import app.core.columns
 from alembic import op
 
 revision: str = "efa5c7360353"
@@ -24,8 +24,8 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("email", sa.String(length=320), nullable=False),
         sa.Column("name", sa.String(length=100), nullable=False),
-        sa.Column("created_at", app.columns.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", app.columns.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.columns.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", app.core.columns.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_customer")),
         sa.UniqueConstraint("email", name=op.f("uq_customer_email")),
     )
@@ -37,10 +37,10 @@ def upgrade() -> None:
         ),
         sa.Column("item", sa.String(length=200), nullable=False),
         sa.Column("quantity", sa.Integer(), nullable=False),
-        sa.Column("unit_price", app.columns.Money(precision=12, scale=2), nullable=False),
+        sa.Column("unit_price", app.core.columns.Money(precision=12, scale=2), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
-        sa.Column("total", app.columns.Money(precision=16, scale=2), nullable=False),
-        sa.Column("purchased_at", app.columns.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("total", app.core.columns.Money(precision=16, scale=2), nullable=False),
+        sa.Column("purchased_at", app.core.columns.UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint("length(currency) = 3", name=op.f("ck_purchase_currency_code_length")),
         sa.CheckConstraint("quantity BETWEEN 1 AND 10000", name=op.f("ck_purchase_quantity_range")),
         sa.CheckConstraint("unit_price >= 0", name=op.f("ck_purchase_unit_price_not_negative")),
@@ -63,7 +63,7 @@ def upgrade() -> None:
             "purchase_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
         sa.Column("response_body", sa.Text(), nullable=True),
-        sa.Column("created_at", app.columns.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.columns.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["purchase_id"],
             ["purchase.id"],

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-import app.columns
+import app.core.columns
 from alembic import op
 
 revision: str = "3b7c1e2a9d40"
@@ -25,7 +25,7 @@ def upgrade() -> None:
         sa.Column("chunk", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("chunk_rows", sa.Integer(), nullable=False),
         sa.Column("purchases", sa.Integer(), nullable=False),
-        sa.Column("imported_at", app.columns.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("imported_at", app.core.columns.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("file_sha256", "chunk", name=op.f("pk_import_chunk")),
     )
 

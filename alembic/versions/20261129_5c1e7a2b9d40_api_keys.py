@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-import app.columns
+import app.core.columns
 from alembic import op
 
 revision: str = "5c1e7a2b9d40"
@@ -26,10 +26,10 @@ def upgrade() -> None:
         sa.Column("secret_hash", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("scopes", sa.String(length=100), nullable=False),
-        sa.Column("created_at", app.columns.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("last_used_at", app.columns.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("expires_at", app.columns.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("revoked_at", app.columns.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", app.core.columns.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_used_at", app.core.columns.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("expires_at", app.core.columns.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", app.core.columns.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_key")),
         sa.UniqueConstraint("prefix", name=op.f("uq_api_key_prefix")),
     )

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from app.api import MAX_ID, Cursor, Limit, problems
 from app.audit import service
 from app.audit.schemas import AuditPage
-from app.auth import require_read
-from app.db import ReadConnectionDep
+from app.core.db import ReadConnectionDep
+from app.sales.api import MAX_ID, Cursor, Limit, problems
+from app.sales.auth import require_read
 
 router = APIRouter(prefix="/api/v1", tags=["audit"], dependencies=[Depends(require_read)])
 

@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.columns import UTCDateTime
-from app.db import Base
+from app.core.columns import UTCDateTime
+from app.core.db import Base
 
 
 class ImportChunk(Base):

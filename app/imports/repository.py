@@ -1,10 +1,10 @@
-"""Every SQL statement of imports and exports. Like app.repositories: never commits.
+"""Every SQL statement of imports and exports. Like app.sales.repository: never commits.
 
 An import chunk lands in staging tables (COPY on PostgreSQL, one executemany on SQLite) and
 is then stored by two set-based statements: the customer upsert, in email order as the batch
 endpoint does (so an import beside live traffic locks customers in the same order and queues
 instead of deadlocking), and the purchase insert joined to the customers by email. The SQL
-reads app.models' tables (customer, purchase) directly, as the API's repository does.
+reads app.sales.models' tables (customer, purchase) directly, as the API's repository does.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.columns import Money, UTCDateTime
+from app.core.columns import Money, UTCDateTime
 from app.imports.models import ImportChunk
 from app.imports.schemas import Row
 
@@ -57,7 +57,7 @@ _CREATE_STAGING_SQLITE = (
     " purchased_at DATETIME)",
 )
 
-# Created or updated, told apart as the API tells them (app.repositories._upsert_statement).
+# Created or updated, told apart as the API tells them (app.sales.repository._upsert_statement).
 # PostgreSQL: one statement, the upsert's RETURNING feeding the purchase insert, so purchases
 # join the chunk's few thousand customers, not the whole customer table. (A join to `customer`
 # itself was planned against never-analysed temporary tables as a hash of the whole table, per
@@ -215,8 +215,9 @@ class ImportRepository:
 
 
 # Exports as text the database formats itself, so a row costs Python almost nothing: money
-# as exact two-decimal text (SQLite keeps integer cents, app.columns.Money) and times as
-# ISO 8601 in UTC (SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff" UTC text, app.columns.UTCDateTime).
+# as exact two-decimal text (SQLite keeps integer cents, app.core.columns.Money) and times as
+# ISO 8601 in UTC (SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff" UTC text,
+# app.core.columns.UTCDateTime).
 _EXPORTS = {
     ("purchases", "postgresql"): (
         "c.email, c.name, p.item, p.quantity, p.unit_price::text, p.currency,"
@@ -309,7 +310,7 @@ class ExportRepository:
         """PostgreSQL: COPY the rows out as CSV (no header) to `sink`; returns the row count.
 
         One statement that runs as long as the table is big: it is exempt from the service's
-        statement timeout (a request's bound, app.db) and given COPY_TIMEOUT on the client. It
+        statement timeout (a request's bound, app.core.db) and given COPY_TIMEOUT on the client. It
         reads one snapshot, in a read-only transaction.
         """
         sql, params = self._select(kind, since, until, lambda _, n: f"${n}::timestamptz")

@@ -10,9 +10,9 @@ from typing import Annotated, Any, NamedTuple
 
 from pydantic import AwareDatetime, BeforeValidator, Field, ValidationError
 
-from app.errors import _message as friendly_message
+from app.core.errors import _message as friendly_message
 from app.imports.formats import COLUMNS, Record
-from app.schemas import PurchaseIn
+from app.sales.schemas import PurchaseIn
 
 
 def _iso_text(value: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Request
 
-from app.errors import AppError, problem_responses
+from app.core.errors import AppError, problem_responses
 from app.keys import service
 from app.keys.auth import require
 from app.keys.repository import KeyRow

@@ -16,7 +16,7 @@ import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
-from app.errors import AppError, Unauthorized
+from app.core.errors import AppError, Unauthorized
 from app.keys.schemas import Scope
 from app.keys.service import Authenticator, InvalidKey, Principal
 

@@ -17,12 +17,12 @@ import structlog
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db import create_engine
-from app.errors import AppError
+from app.core.db import create_engine
+from app.core.errors import AppError
+from app.core.settings import InvalidSettings, Settings, describe_invalid
 from app.keys import service
 from app.keys.repository import KeyRow
 from app.keys.schemas import MAX_LIFETIME_DAYS, Scope
-from app.settings import InvalidSettings, Settings, describe_invalid
 
 T = TypeVar("T")
 EXIT_FAILED = 1

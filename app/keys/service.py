@@ -19,8 +19,8 @@ from cachetools import TTLCache
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db import READ_ONLY
-from app.errors import NotFound
+from app.core.db import READ_ONLY
+from app.core.errors import NotFound
 from app.keys.repository import KeyRepository, KeyRow
 from app.keys.schemas import Scope
 

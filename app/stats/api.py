@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from fastapi import APIRouter, Depends, Query
 from pydantic import AfterValidator, BeforeValidator
 
-from app.api import problems
-from app.auth import require_read
-from app.db import ReadConnectionDep
+from app.core.db import ReadConnectionDep
+from app.sales.api import problems
+from app.sales.auth import require_read
 from app.stats import service
 from app.stats.schemas import DailyStats
 

@@ -16,8 +16,8 @@ from decimal import Decimal
 from sqlalchemy import Integer, and_, case, column, func, select, values
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.columns import UTCDateTime, money_sum, summed_money
-from app.models import Customer, Purchase  # read only, for SQL over sales' tables
+from app.core.columns import UTCDateTime, money_sum, summed_money
+from app.sales.models import Customer, Purchase  # read only, for SQL over sales' tables
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ async def day_buckets(conn: AsyncConnection, bounds: Sequence[datetime]) -> list
         )
         .group_by(days.c.i, Purchase.currency)
     )
-    # Exact on both databases, and on SQLite without an integer overflow (app.columns).
+    # Exact on both databases, and on SQLite without an integer overflow (app.core.columns).
     return [
         DayBucket(i, currency, n, summed_money(amount, dialect))
         for i, currency, n, *amount in await conn.execute(query)

@@ -6,7 +6,7 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas import MoneyOut
+from app.sales.schemas import MoneyOut
 
 
 class DayOut(BaseModel):

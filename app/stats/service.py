@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.columns import CENT
-from app.errors import InvalidRange
+from app.core.columns import CENT
+from app.core.errors import InvalidRange
 from app.stats import repository
 from app.stats.schemas import DailyStats, DayOut, TotalsOut
 

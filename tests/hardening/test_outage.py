@@ -21,7 +21,7 @@ import asyncpg
 import httpx
 import pytest
 
-from app.errors import OUTCOME_UNKNOWN_TYPE
+from app.core.errors import OUTCOME_UNKNOWN_TYPE
 
 from .conftest import Serve
 from .postgres import PgCluster, asyncpg_dsn, create_database

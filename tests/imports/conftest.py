@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
-from app.db import create_engine
-from app.settings import Settings
+from app.core.db import create_engine
+from app.core.settings import Settings
 
 
 @pytest.fixture

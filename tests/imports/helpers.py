@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.imports.formats import Format
 from app.imports.service import ImportReport, Mode, import_purchases
-from app.models import Customer, Purchase
+from app.sales.models import Customer, Purchase
 
 HEADER = "email,name,item,quantity,unit_price,currency"
 GOOD = "tim@example.com,Tim,book,2,12.50,EUR"

@@ -22,11 +22,11 @@ from rich.text import Text
 
 from alembic import command
 from app.cli import summary
-from app.db import create_engine
+from app.core.db import create_engine
+from app.core.settings import Settings
 from app.imports.formats import Format
 from app.imports.progress import ImportProgress
 from app.imports.service import ImportReport, import_purchases
-from app.settings import Settings
 from tests.e2e.harness import chromium_or_exit, launch_chromium
 from tests.servers import ROOT
 from tests.test_migrations import alembic_config

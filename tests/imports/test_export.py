@@ -18,12 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.db import create_engine
+from app.core.db import create_engine
+from app.core.settings import Settings
 from app.imports.formats import Format
 from app.imports.models import ImportChunk
 from app.imports.service import export_rows
-from app.models import Customer, Purchase
-from app.settings import Settings
+from app.sales.models import Customer, Purchase
 from tests.imports.helpers import csv_lines, customers, purchases, run_import
 
 PURCHASED_AT = "email,name,item,quantity,unit_price,currency,purchased_at"

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from app.db import create_engine
+from app.core.db import create_engine
+from app.core.settings import Settings
 from app.keys import service
 from app.keys.repository import KeyRow
-from app.settings import Settings
 
 MakeKey = Callable[..., Awaitable[str]]
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from httpx import AsyncClient
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.helpers import assert_problem, purchase, serving
 from tests.keys.conftest import MakeKey, bearer, revoke_all
 

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 import pytest
 from httpx import AsyncClient
 
+from app.core.settings import Settings
 from app.keys.service import utcnow
-from app.settings import Settings
 from tests.helpers import assert_problem, serving
 from tests.keys.conftest import MakeKey, bearer
 

@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 from pathlib import Path
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.helpers import assert_problem, serving
 from tests.keys.conftest import bearer
 from tests.servers import purchase_capture

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from httpx import AsyncClient
 
+from app.core.settings import Settings
 from app.keys.auth import MAX_TOKEN_CHARS
-from app.settings import Settings
 from tests.helpers import assert_problem
 from tests.keys.conftest import MakeKey, bearer, revoke_all, stored_keys
 

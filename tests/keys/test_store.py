@@ -9,9 +9,9 @@ from httpx import AsyncClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.core.settings import Settings
 from app.keys.models import ApiKey
 from app.keys.service import TOUCH_INTERVAL, utcnow
-from app.settings import Settings
 from tests.helpers import serving
 from tests.keys.conftest import MakeKey, bearer
 

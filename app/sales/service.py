@@ -13,17 +13,17 @@ from decimal import Decimal
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.db import write_transaction
-from app.errors import (
+from app.core.db import write_transaction
+from app.core.errors import (
     Conflict,
     Gone,
     InvalidCursor,
     NotFound,
     PreconditionFailed,
 )
-from app.idempotency import Captured, RetryKey, once, utcnow
-from app.metrics import tally
-from app.repositories import (
+from app.core.metrics import tally
+from app.sales.idempotency import Captured, RetryKey, once, utcnow
+from app.sales.repository import (
     CustomerRepository,
     CustomerRow,
     IdempotencyRepository,
@@ -33,7 +33,7 @@ from app.repositories import (
     PurchaseRow,
     UpsertedCustomer,
 )
-from app.schemas import (
+from app.sales.schemas import (
     BatchIn,
     BatchOut,
     CapturedPurchase,

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from app.columns import CENT
+from app.core.columns import CENT
 
 MAX_PRICE = Decimal(1_000_000_000)
 MAX_BATCH = 1000
@@ -328,25 +328,6 @@ class CustomerPatch(StrictModel):
         if self.email is None and self.name is None:
             raise ValueError("give a name, an email or both")
         return self
-
-
-class FieldError(BaseModel):
-    field: str
-    loc: list[str | int]
-    message: str
-    type: str
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details, the body of every error response."""
-
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
-    request_id: str | None = None
-    errors: list[FieldError] | None = None
 
 
 class Health(BaseModel):

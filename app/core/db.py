@@ -16,14 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from app.errors import (
+from app.core.errors import (
     TRANSIENT_SQLSTATES,
     UNAVAILABLE_SQLSTATES,
     DatabaseUnavailable,
     OutcomeUnknown,
 )
-from app.metrics import Metrics, start_tally
-from app.settings import Settings
+from app.core.metrics import Metrics, start_tally
+from app.core.settings import Settings
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)

@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import Scope
 
-from app import multiprocess
+from app.core import multiprocess
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 METRICS_PATH = "/metrics"
@@ -35,7 +35,7 @@ PURCHASES = "purchases_captured"
 CUSTOMERS_CREATED = "customers_created"
 CUSTOMERS_UPDATED = "customers_updated"
 
-# What the current request's transaction stored, counted only once it has committed (app.db).
+# What the current request's transaction stored, counted only once it has committed (app.core.db).
 _pending: ContextVar[dict[str, int] | None] = ContextVar("pending_counts", default=None)
 
 
@@ -59,10 +59,10 @@ class Metrics:
     """The service's metrics, one set per app so that several apps (tests) never share or clash.
 
     In one process they live in this app's registry, with the library's process collector. With
-    several workers (PROMETHEUS_MULTIPROC_DIR set, see app.multiprocess) each worker writes them
-    to its files, and /metrics sums every worker's files instead: counters and histograms of all
-    workers, dead ones included, the pool gauge of the live ones, and each live worker's process
-    metrics labelled by pid.
+    several workers (PROMETHEUS_MULTIPROC_DIR set, see app.core.multiprocess) each worker writes
+    them to its files, and /metrics sums every worker's files instead: counters and histograms of
+    all workers, dead ones included, the pool gauge of the live ones, and each live worker's
+    process metrics labelled by pid.
     """
 
     def __init__(self) -> None:

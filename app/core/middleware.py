@@ -10,9 +10,9 @@ from collections.abc import Iterable
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import internal_error_response, problem_response
-from app.log import access_logger
-from app.metrics import Metrics, route_template
+from app.core.errors import internal_error_response, problem_response
+from app.core.log import access_logger
+from app.core.metrics import Metrics, route_template
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 

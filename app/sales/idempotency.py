@@ -17,10 +17,10 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.db import Database, write_transaction
-from app.errors import IdempotencyKeyReused
-from app.models import PUBLIC_SCOPE
-from app.repositories import IdempotencyRepository
+from app.core.db import Database, write_transaction
+from app.core.errors import IdempotencyKeyReused
+from app.sales.models import PUBLIC_SCOPE
+from app.sales.repository import IdempotencyRepository
 
 log = structlog.get_logger(__name__)
 

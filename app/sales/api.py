@@ -9,14 +9,15 @@ from pydantic import AfterValidator
 from sqlalchemy import text
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from app import services
-from app.auth import CredentialDep, require_read
-from app.db import DatabaseDep, ReadConnectionDep
-from app.errors import problem_responses
-from app.idempotency import Captured, RetryKey
+from app.core.db import DatabaseDep, ReadConnectionDep
+from app.core.errors import problem_responses
+from app.core.ratelimit import charge_batch
+from app.core.settings import Settings
 from app.keys.auth import credential_id
-from app.ratelimit import charge_batch
-from app.schemas import (
+from app.sales import service
+from app.sales.auth import CredentialDep, require_read
+from app.sales.idempotency import Captured, RetryKey
+from app.sales.schemas import (
     BatchIn,
     BatchOut,
     CapturedPurchase,
@@ -28,7 +29,6 @@ from app.schemas import (
     PurchaseOut,
     PurchasePage,
 )
-from app.settings import Settings
 
 MAX_ID = 2**63 - 1
 
@@ -79,7 +79,7 @@ Cursor = Annotated[
     Query(max_length=64, description="`next_cursor` of the previous page."),
 ]
 
-# Only JSON bodies are read; a body of another media type is a 415 (app.errors), not a 422.
+# Only JSON bodies are read; a body of another media type is a 415 (app.core.errors), not a 422.
 capture = APIRouter(prefix="/api/v1", tags=["capture"])
 reads = APIRouter(prefix="/api/v1", tags=["reads"], dependencies=[Depends(require_read)])
 ops = APIRouter(tags=["operations"])
@@ -99,7 +99,7 @@ async def create_purchase(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     async with database.connect() as conn:
-        captured = await services.capture_purchase(
+        captured = await service.capture_purchase(
             conn, data=data, idempotency_key=await _retry_key(request, idempotency_key)
         )
     return _created(captured)
@@ -117,7 +117,7 @@ async def create_purchases(
 ) -> Response:
     await charge_batch(request.scope, request.app.state.capture_limiter, len(data.purchases))
     async with database.connect() as conn:
-        captured = await services.capture_batch(
+        captured = await service.capture_batch(
             conn, data=data, idempotency_key=await _retry_key(request, idempotency_key)
         )
     # Serialised by the service in one pass: FastAPI would validate the 1000 purchases again.
@@ -148,7 +148,7 @@ async def list_purchases(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> PurchasePage:
-    return await services.list_purchases(
+    return await service.list_purchases(
         conn, customer_email=customer_email, cursor=cursor, limit=limit
     )
 
@@ -157,7 +157,7 @@ async def list_purchases(
 async def get_purchase(
     conn: ReadConnectionDep, purchase_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> PurchaseOut:
-    return await services.get_purchase(conn, purchase_id=purchase_id)
+    return await service.get_purchase(conn, purchase_id=purchase_id)
 
 
 EmailPrefix = Annotated[
@@ -179,7 +179,7 @@ async def list_customers(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> CustomerPage:
-    return await services.list_customers(
+    return await service.list_customers(
         conn, email=email, email_prefix=email_prefix, cursor=cursor, limit=limit
     )
 
@@ -192,8 +192,8 @@ async def get_customer(
     conn: ReadConnectionDep, customer_id: CustomerId, response: Response
 ) -> CustomerDetail:
     """The customer with its totals; the `ETag` header is what a correction's `If-Match` wants."""
-    customer = await services.get_customer(conn, customer_id=customer_id)
-    response.headers["ETag"] = services.etag(customer)
+    customer = await service.get_customer(conn, customer_id=customer_id)
+    response.headers["ETag"] = service.etag(customer)
     return customer
 
 
@@ -204,8 +204,8 @@ IfMatch = Annotated[str, Header(alias="If-Match", max_length=1024, description=_
 OptionalIfMatch = Annotated[str | None, Header(alias="If-Match", max_length=1024)]
 
 
-def _record_change(request: Request) -> services.RecordChange:
-    record: services.RecordChange = request.app.state.record_change
+def _record_change(request: Request) -> service.RecordChange:
+    record: service.RecordChange = request.app.state.record_change
     return record
 
 
@@ -228,7 +228,7 @@ async def correct_customer(
     if_match: IfMatch,
 ) -> CustomerDetail:
     async with database.connect() as conn:
-        customer, tag = await services.correct_customer(
+        customer, tag = await service.correct_customer(
             conn,
             customer_id=customer_id,
             patch=patch,
@@ -254,7 +254,7 @@ async def erase_customer(
     if_match: OptionalIfMatch = None,
 ) -> Response:
     async with database.connect() as conn:
-        await services.erase_customer(
+        await service.erase_customer(
             conn,
             customer_id=customer_id,
             if_match=if_match,

@@ -14,9 +14,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
-from app.ratelimit import Rate, parse_rate
+from app.core.ratelimit import Rate, parse_rate
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MIN_TOKEN_LENGTH = 16
 # The databases the repositories speak, with the async driver each needs.
 DATABASE_DRIVERS = ("postgresql+asyncpg", "sqlite+aiosqlite")

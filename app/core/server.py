@@ -6,7 +6,7 @@ size. `BoundedHttpToolsProtocol` feeds the parser at most MAX_HEAD_BYTES of one 
 that has not ended within them is answered 431 and the connection closed, before the app sees
 it (as uvicorn answers a malformed head with 400). A client that pipelined it behind requests
 not yet answered gets those answers first: reading stops, and the 431 follows the last one.
-`python -m app` runs this protocol by default (`--http app.server:BoundedHttpToolsProtocol`),
+`python -m app` runs this protocol by default (`--http app.core.server:BoundedHttpToolsProtocol`),
 as it costs less CPU per request than h11.
 
 Counting: while a head is open (from the end of one message, or the connection's start, to the

@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import AppError, problem_response
+from app.core.errors import AppError, problem_response
 
 log = structlog.get_logger(__name__)
 

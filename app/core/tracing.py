@@ -10,10 +10,10 @@ exactly the code it runs without this module (`make bench` measures that).
 
 On, each app gets:
 - the FastAPI instrumentation: a server span per request, outermost, so that every log line of
-  the request (the access line included) carries its `trace_id` and `span_id` (app.log);
+  the request (the access line included) carries its `trace_id` and `span_id` (app.core.log);
 - per statement one client span, child of the request's: asyncpg's instrumentation on
   PostgreSQL, which also sees the one-statement capture the service sends to asyncpg directly
-  (app.db), and SQLAlchemy's on SQLite. Not both on PostgreSQL: every statement SQLAlchemy runs
+  (app.core.db), and SQLAlchemy's on SQLite. Not both on PostgreSQL: every statement SQLAlchemy runs
   there reaches asyncpg too, and would be reported twice.
 """
 

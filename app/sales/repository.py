@@ -23,9 +23,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.columns import money_sum, summed_money
-from app.db import fetch_all_autocommit, fetch_row_autocommit
-from app.models import Customer, IdempotencyKey, Purchase
+from app.core.columns import money_sum, summed_money
+from app.core.db import fetch_all_autocommit, fetch_row_autocommit
+from app.sales.models import Customer, IdempotencyKey, Purchase
 
 
 @dataclass(frozen=True, slots=True)

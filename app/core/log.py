@@ -22,8 +22,8 @@ import structlog
 from asgi_correlation_id import correlation_id
 from structlog.typing import FilteringBoundLogger
 
-from app import tracing
-from app.settings import Settings
+from app.core import tracing
+from app.core.settings import Settings
 
 SECRET_KEYS = ("token", "authorization", "password", "secret")
 

@@ -8,8 +8,8 @@ from decimal import Decimal
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.columns import BigIntId, Money, UTCDateTime
-from app.db import Base
+from app.core.columns import BigIntId, Money, UTCDateTime
+from app.core.db import Base
 
 PUBLIC_SCOPE = "public"
 

@@ -12,12 +12,31 @@ from asgi_correlation_id import correlation_id
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from app.schemas import FieldError, Problem
+
+class FieldError(BaseModel):
+    field: str
+    loc: list[str | int]
+    message: str
+    type: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, the body of every error response."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[FieldError] | None = None
+
 
 PROBLEM_JSON = "application/problem+json"
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
@@ -297,7 +316,7 @@ async def _on_connection_error(request: Request, exc: Exception) -> JSONResponse
 
 
 # The statement was rolled back whole and a retry is safe: deadlock and serialisation failures,
-# and a wait cut short by statement_timeout (57014) or lock_timeout (55P03) (app.db).
+# and a wait cut short by statement_timeout (57014) or lock_timeout (55P03) (app.core.db).
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001", "57014", "55P03"})
 # SQLSTATEs of a server that is not there right now (rather than of a wrong statement):
 # class 08 connection exceptions, 53300 too many connections, and 57P01-57P05: shutting down,

@@ -1,0 +1,1 @@
+"""Shared plumbing: settings, database, errors, logging, the edge, metrics, the server."""

@@ -1,0 +1,1 @@
+"""Customers and purchases: capture, batch, reads, corrections and erasure."""
