@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from .common import PG_HOST, PG_PORT, PG_USER, ROOT, VENV_BIN, BenchError, say
 
@@ -68,6 +70,13 @@ def create_database(name: str) -> None:
 
 def drop_database(name: str) -> None:
     psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def fresh_database(name: str, cleanup: list[Callable[[], None]]) -> None:
+    """Create `name`, have `cleanup` drop it whatever happens, and migrate it to head."""
+    create_database(name)
+    cleanup.append(functools.partial(drop_database, name))
+    migrate(name)
 
 
 def service_db_url(name: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .common import RESULTS, VENV_BIN, BenchError, say
 from .load import wrk_random
-from .postgres import create_database, drop_database, migrate
+from .postgres import fresh_database
 from .proc import RssSampler, postmaster_pid
 from .report import Report, fmt, per_req
 from .runs import git_info
@@ -32,9 +32,7 @@ def profile(args: argparse.Namespace, report: Report, cleanup: list[Callable[[],
     postmaster = postmaster_pid()
     db = f"bench_{stamp}_profile"
     say(f"profile database {db}, alembic upgrade head")
-    create_database(db)
-    cleanup.append(lambda: drop_database(db))
-    migrate(db)
+    fresh_database(db, cleanup)
     service = Service(db, workdir, sampler, args.http)
     cleanup.append(service.stop)
     say("starting the service: 1 worker (one process for py-spy)")

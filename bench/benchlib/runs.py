@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import functools
 import shutil
 import subprocess
 import tempfile
@@ -18,7 +17,7 @@ from dashboard_stats import STATS_DAYS, time_daily_stats
 from .common import PGBENCH_SCRIPT, PGBENCH_SPLIT_SCRIPT, ROOT, BenchError, say
 from .data import dumps, purchases, seed_growth
 from .load import Phase, batch_phase, pgbench_phase, wrk_budget, wrk_random
-from .postgres import create_database, drop_database, migrate, psql
+from .postgres import drop_database, fresh_database, psql
 from .proc import RssSampler, postmaster_pid
 from .report import Report, per_req
 from .scale import scale
@@ -69,9 +68,7 @@ def benchmark(args: argparse.Namespace, report: Report, cleanup: list[Callable[[
     ):
         pg_db = f"bench_{stamp}_{key}"
         say(f"{label}: fresh database {pg_db}, migrated, script {script.name}")
-        create_database(pg_db)
-        cleanup.append(functools.partial(drop_database, pg_db))
-        migrate(pg_db)
+        fresh_database(pg_db, cleanup)
         say(f"pgbench warm-up {args.warmup:g}s")
         pgbench_phase(
             "pgbench warm-up", pg_db, postmaster, clients=32, seconds=args.warmup, script=script
@@ -88,9 +85,7 @@ def benchmark(args: argparse.Namespace, report: Report, cleanup: list[Callable[[
 
     db = f"bench_{stamp}_service"
     say(f"service database {db}, alembic upgrade head")
-    create_database(db)
-    cleanup.append(lambda: drop_database(db))
-    migrate(db)
+    fresh_database(db, cleanup)
     service = Service(db, workdir, sampler, args.http)
     cleanup.append(service.stop)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .common import PG_HOST, PG_PORT, PG_USER, ROOT, BenchError, say
 from .load import Phase, wrk_random
-from .postgres import create_database, drop_database, migrate, service_db_url
+from .postgres import fresh_database, service_db_url
 from .proc import RssSampler, tree_cpu_seconds
 from .report import Report, fmt, per_req
 from .service import Service
@@ -130,9 +130,7 @@ def scale(
         raise BenchError("pgbouncer is not installed: make bench installs Debian's package")
     db = f"bench_{stamp}_scale"
     say(f"scale: fresh database {db}, migrated; PgBouncer pool of {BOUNCER_POOL_SIZE}")
-    create_database(db)
-    cleanup.append(lambda: drop_database(db))
-    migrate(db)
+    fresh_database(db, cleanup)
     bouncer = PgBouncer(binary, service_db_url(db), pool_size=BOUNCER_POOL_SIZE)
     bouncer.start()
     cleanup.append(bouncer.destroy)
