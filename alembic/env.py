@@ -17,6 +17,7 @@ from app.core.settings import Settings
 from app.imports import models as import_models  # noqa: F401  (the import ledger)
 from app.keys import models as key_models  # noqa: F401
 from app.sales import models  # noqa: F401  (registers the tables on Base.metadata)
+from app.stats import models as stats_models  # noqa: F401  (the statistics' rollup)
 
 config = context.config
 

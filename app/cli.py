@@ -27,17 +27,20 @@ from app.imports.formats import Format, MalformedFile, guess_format
 from app.imports.progress import ExportProgress, ImportProgress
 from app.imports.service import CHUNK_ROWS, ImportReport, Mode, export_rows, import_purchases
 from app.keys.cli import keys_cli
+from app.stats.cli import stats_cli
 
 EXIT_ABORTED = 1
 EXIT_USAGE = 2
 
 cli = typer.Typer(
-    help="The purchase capture service's command line: bulk import and export, API keys.",
+    help="The purchase capture service's command line: bulk import and export, API keys, "
+    "statistics.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 cli.add_typer(keys_cli, name="keys")
+cli.add_typer(stats_cli, name="stats")
 
 
 class Kind(StrEnum):

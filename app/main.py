@@ -42,6 +42,7 @@ from app.keys.service import Authenticator
 from app.sales.api import capture, corrections, ops, reads
 from app.sales.idempotency import purge_periodically
 from app.stats.api import router as stats_router
+from app.stats.rollup import fold_periodically
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -83,11 +84,16 @@ def create_app(
                 every=settings.idempotency_purge_interval_s,
             )
         )
+        background = [purger]
+        if settings.stats_fold_interval_s:
+            every = settings.stats_fold_interval_s
+            background.append(asyncio.create_task(fold_periodically(engine, every=every)))
         try:
             yield
         finally:
-            purger.cancel()
-            await asyncio.gather(purger, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             if limiter is not None:
                 await limiter.buckets.close()
             await engine.dispose()

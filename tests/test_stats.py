@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,16 +11,20 @@ from httpx import AsyncClient
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.core.db import create_engine
 from app.core.settings import Settings
-from app.sales.models import Customer, Purchase
+from app.sales.models import Purchase
+from app.stats import rollup
 from tests.helpers import assert_problem, purchase
+
+Daily = Callable[..., Awaitable[dict[str, Any]]]
 
 
 async def _buy_at(
     client: AsyncClient, settings: Settings, when: str, **fields: Any
 ) -> dict[str, Any]:
-    """A purchase captured through the API, then moved to `when` (UTC) in the database,
-    with its customer's creation too when this purchase created the customer."""
+    """A purchase captured through the API, then moved to `when` (UTC) in the database (the
+    tests' background fold is off: nothing has folded it yet)."""
     created = await client.post("/api/v1/purchases", json=purchase(**fields))
     body: dict[str, Any] = created.json()
     at = datetime.fromisoformat(when).replace(tzinfo=UTC)
@@ -28,26 +33,36 @@ async def _buy_at(
         await conn.execute(
             update(Purchase).where(Purchase.id == body["id"]).values(purchased_at=at)
         )
-        if body["customer_created"]:
-            customer = body["customer"]["id"]
-            await conn.execute(
-                update(Customer).where(Customer.id == customer).values(created_at=at)
-            )
     await engine.dispose()
     return body
 
 
-async def _daily(client: AsyncClient, auth: dict[str, str], **params: str) -> dict[str, Any]:
-    response = await client.get("/api/v1/stats/daily", params=params, headers=auth)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+@pytest.fixture(params=["unfolded", "folded"])
+def daily(
+    request: pytest.FixtureRequest, client: AsyncClient, auth: dict[str, str], settings: Settings
+) -> Daily:
+    """GET /api/v1/stats/daily, with every purchase read from `purchase` (nothing folded yet)
+    or from the rollup (all folded first): the answers must not differ."""
+
+    async def get(**params: str) -> dict[str, Any]:
+        if request.param == "folded":
+            engine = create_engine(settings)
+            try:
+                assert await rollup.fold(engine) is not None
+            finally:
+                await engine.dispose()
+        response = await client.get("/api/v1/stats/daily", params=params, headers=auth)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    return get
 
 
 async def test_one_bucket_per_day_of_the_range_empty_days_included(
-    client: AsyncClient, auth: dict[str, str]
+    client: AsyncClient, auth: dict[str, str], daily: Daily
 ) -> None:
-    stats = await _daily(client, auth, **{"from": "2026-11-01", "to": "2026-11-30"})
+    stats = await daily(**{"from": "2026-11-01", "to": "2026-11-30"})
 
     assert [d["date"] for d in stats["days"]][:2] == ["2026-11-01", "2026-11-02"]
     assert len(stats["days"]) == 30
@@ -56,7 +71,7 @@ async def test_one_bucket_per_day_of_the_range_empty_days_included(
 
 
 async def test_revenue_is_exact_per_currency(
-    client: AsyncClient, auth: dict[str, str], settings: Settings
+    client: AsyncClient, auth: dict[str, str], settings: Settings, daily: Daily
 ) -> None:
     for price, quantity, currency in [("0.10", 3, "EUR"), ("0.20", 1, "EUR"), ("5", 2, "USD")]:
         await _buy_at(
@@ -68,7 +83,7 @@ async def test_revenue_is_exact_per_currency(
             currency=currency,
         )
 
-    stats = await _daily(client, auth, **{"from": "2026-11-10", "to": "2026-11-10"})
+    stats = await daily(**{"from": "2026-11-10", "to": "2026-11-10"})
 
     (day,) = stats["days"]
     assert day["revenue"] == {"EUR": "0.50", "USD": "10.00"}
@@ -78,14 +93,14 @@ async def test_revenue_is_exact_per_currency(
 
 
 async def test_the_time_zone_decides_which_day_a_purchase_falls_on(
-    client: AsyncClient, auth: dict[str, str], settings: Settings
+    client: AsyncClient, auth: dict[str, str], settings: Settings, daily: Daily
 ) -> None:
     # 23:30 UTC on the 10th is 00:30 on the 11th in Berlin (UTC+1 in November).
     await _buy_at(client, settings, "2026-11-10T23:30:00")
     params = {"from": "2026-11-10", "to": "2026-11-11"}
 
-    utc = await _daily(client, auth, **params)
-    berlin = await _daily(client, auth, **params, tz="Europe/Berlin")
+    utc = await daily(**params)
+    berlin = await daily(**params, tz="Europe/Berlin")
 
     assert [d["purchases"] for d in utc["days"]] == [1, 0]
     assert [d["purchases"] for d in berlin["days"]] == [0, 1]
@@ -105,26 +120,24 @@ async def test_the_time_zone_decides_which_day_a_purchase_falls_on(
     ],
 )
 async def test_day_boundaries_follow_daylight_saving_time(
-    client: AsyncClient, auth: dict[str, str], settings: Settings, when: str, day: str
+    client: AsyncClient, auth: dict[str, str], settings: Settings, when: str, day: str, daily: Daily
 ) -> None:
     await _buy_at(client, settings, when)
 
-    stats = await _daily(
-        client, auth, **{"from": "2026-03-01", "to": "2026-11-30", "tz": "America/New_York"}
-    )
+    stats = await daily(**{"from": "2026-03-01", "to": "2026-11-30", "tz": "America/New_York"})
 
     assert [d["date"] for d in stats["days"] if d["purchases"]] == [day]
 
 
 async def test_new_and_returning_customers(
-    client: AsyncClient, auth: dict[str, str], settings: Settings
+    client: AsyncClient, auth: dict[str, str], settings: Settings, daily: Daily
 ) -> None:
     await _buy_at(client, settings, "2026-10-01T10:00:00", email="old@example.com")
     await _buy_at(client, settings, "2026-11-05T10:00:00", email="old@example.com")
     await _buy_at(client, settings, "2026-11-06T10:00:00", email="new@example.com")
     await _buy_at(client, settings, "2026-11-07T10:00:00", email="new@example.com")
 
-    stats = await _daily(client, auth, **{"from": "2026-11-01", "to": "2026-11-30"})
+    stats = await daily(**{"from": "2026-11-01", "to": "2026-11-30"})
 
     assert stats["totals"]["new_customers"] == 1
     assert stats["totals"]["returning_customers"] == 1
@@ -159,11 +172,11 @@ async def test_stats_need_the_admin_token(client: AsyncClient) -> None:
 
 
 async def test_default_range_is_the_30_days_ending_today(
-    client: AsyncClient, auth: dict[str, str]
+    client: AsyncClient, auth: dict[str, str], daily: Daily
 ) -> None:
     await client.post("/api/v1/purchases", json=purchase())
 
-    stats = await _daily(client, auth)
+    stats = await daily()
 
     assert len(stats["days"]) == 30
     assert stats["days"][-1]["date"] == datetime.now(UTC).date().isoformat()

@@ -90,8 +90,13 @@ def summed_money(parts: Sequence[Any], dialect: str) -> Decimal:
     """The amount from what the expressions of `money_sum` returned."""
     if dialect != "sqlite":
         return Decimal(parts[0])
-    cents = sum(int(part) * SUM_PART**power for power, part in enumerate(parts))
-    return Decimal(cents).scaleb(-2).quantize(CENT)
+    return Decimal(cents_from_parts(parts)).scaleb(-2).quantize(CENT)
+
+
+def cents_from_parts(parts: Sequence[Any]) -> int:
+    """Cents from sums of their parts of five digits, lowest first (as `money_sum` splits
+    them, and the statistics' rollup keeps them)."""
+    return sum(int(part or 0) * SUM_PART**power for power, part in enumerate(parts))
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     # and how often each process deletes the keys older than that.
     idempotency_key_ttl_hours: float = Field(default=24.0, gt=0)
     idempotency_purge_interval_s: float = Field(default=300.0, gt=0)
+    stats_fold_interval_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="How often each process folds new purchases into the statistics' rollup "
+        "(app.stats.rollup); 0 turns the background fold off (`purchase-capture stats fold` "
+        "still folds).",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser."
     )
