@@ -98,6 +98,25 @@ def migrate(name: str) -> None:
         raise BenchError(f"alembic upgrade head failed on {name}:\n{result.stderr[-2000:]}")
 
 
+def fold_rollup(name: str) -> float:
+    """`purchase-capture stats fold` on this database, as an operator runs it after a bulk
+    load (issue 14's statistics rollup); its seconds. The bar goes to the terminal."""
+    env = {**os.environ, "APP_DATABASE_URL": service_db_url(name)}
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(VENV_BIN / "purchase-capture"), "stats", "fold", "--wait", "300"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise BenchError(f"purchase-capture stats fold failed on {name}")
+    return time.monotonic() - started
+
+
 def ensure_tools(*, need_pyspy: bool) -> dict[str, str]:
     if shutil.which("wrk") is None:
         say("wrk is missing: apt-get update && apt-get install -y wrk")

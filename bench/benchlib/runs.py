@@ -17,7 +17,7 @@ from dashboard_stats import STATS_DAYS, time_daily_stats
 from .common import PGBENCH_SCRIPT, PGBENCH_SPLIT_SCRIPT, ROOT, BenchError, say
 from .data import dumps, purchases, seed_growth
 from .load import Phase, batch_phase, pgbench_phase, wrk_budget, wrk_random
-from .postgres import drop_database, fresh_database, psql
+from .postgres import drop_database, fold_rollup, fresh_database, psql
 from .proc import RssSampler, postmaster_pid
 from .report import Report, per_req
 from .scale import scale
@@ -200,6 +200,9 @@ def benchmark(args: argparse.Namespace, report: Report, cleanup: list[Callable[[
             f"{timings['purchases_s']:.1f}s, vacuum+checkpoint {timings['vacuum_s']:.1f}s; "
             f"then {int(sizes[0]):,} customers, {int(sizes[1]):,} purchases, {sizes[2]}"
         )
+        say(report.notes[-1])
+        say("growth: purchase-capture stats fold (the dashboard's rollup, as after a bulk load)")
+        report.notes.append(f"stats fold of the growth seed: {fold_rollup(db):.1f}s")
         say(report.notes[-1])
         warm_up("grownwarm")
         single("grown32", "grown 32c", "grown32", 32)
