@@ -38,6 +38,8 @@ log = structlog.get_logger(__name__)
 FOLD_BATCH = {"postgresql": 20_000, "sqlite": 5_000}
 # How long captures may queue behind the fold's SHARE lock on PostgreSQL.
 LOCK_WAIT = "50ms"
+# Rounds in a row without the lock after which the background fold says so (a minute at 2 s).
+REFUSED_ROUNDS_WARNING = 30
 
 
 def bucket_of(column: str, dialect: str) -> str:
@@ -233,12 +235,17 @@ async def unfolded(engine: AsyncEngine) -> tuple[int, int]:
 
 async def fold_periodically(engine: AsyncEngine, *, every: float) -> None:
     """The lifespan's background task: folds what arrived since the last round."""
+    refused = 0  # rounds in a row that inserts kept from folding
     while True:
         await asyncio.sleep(every)
         try:
             folded = await fold(engine)
         except Exception as error:  # the database may be away: the next round tries again
             log.warning("statistics fold failed", error=type(error).__name__)
-        else:
-            if folded:
-                log.info("statistics folded", purchases=folded)
+            continue
+        refused = refused + 1 if folded is None else 0
+        if refused and refused % REFUSED_ROUNDS_WARNING == 0:
+            # The figures stay exact, but read more of `purchase` as the lag grows.
+            log.warning("statistics fold kept waiting for inserts", rounds=refused)
+        elif folded:
+            log.debug("statistics folded", purchases=folded)
