@@ -1,7 +1,8 @@
 -- The SQL of one captured purchase, exactly as the service sends it (CAPTURE_ONE_PG in
--- app/repositories.py), for pgbench: the customer upsert with RETURNING feeding the purchase
--- insert, one statement that commits on its own. Emails come from the same pool of 10,000 as the
--- wrk run (stored lower-cased, as the service stores them); the timestamps are taken in SQL.
+-- app/sales/repository/capture.py), for pgbench: the customer upsert with RETURNING feeding the
+-- purchase insert, one statement that commits on its own. Emails come from the same pool of
+-- 10,000 as the wrk run (stored lower-cased, as the service stores them); the timestamps are
+-- taken in SQL.
 -- Run with -M prepared: asyncpg also uses prepared statements.
 \set n random(1, 10000)
 \set quantity random(1, 5)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.settings import Settings
 from app.sales.idempotency import RetryKey, purge_expired
 from app.sales.models import PUBLIC_SCOPE, IdempotencyKey
-from app.sales.repository import IdempotencyRepository
+from app.sales.repository.idempotency import IdempotencyRepository
 from app.sales.schemas import PurchaseIn
 from app.sales.service import capture_purchase
 from tests.helpers import purchase, read_rows, stored_purchases

@@ -8,7 +8,7 @@ import pytest
 from httpx import AsyncClient
 
 from app.core.settings import Settings
-from app.sales.repository import CustomerRepository
+from app.sales.repository.reads import CustomerReadRepository
 from tests.helpers import assert_problem, purchase, serving
 
 READ_PATHS = [
@@ -133,16 +133,16 @@ async def test_a_customer_and_their_totals_are_read_from_one_snapshot(
     neither: both come from the snapshot the request's first statement saw."""
     created = await client.post("/api/v1/purchases", json=purchase(unit_price="1.00"))
     customer_id = created.json()["customer"]["id"]
-    read_totals = CustomerRepository.totals
+    read_totals = CustomerReadRepository.totals
 
     async def totals_after_a_concurrent_capture(
-        self: CustomerRepository, customer_id: int
+        self: CustomerReadRepository, customer_id: int
     ) -> tuple[int, dict[str, Decimal]]:
         response = await client.post("/api/v1/purchases", json=purchase(unit_price="2.00"))
         assert response.status_code == 201, response.text
         return await read_totals(self, customer_id)
 
-    monkeypatch.setattr(CustomerRepository, "totals", totals_after_a_concurrent_capture)
+    monkeypatch.setattr(CustomerReadRepository, "totals", totals_after_a_concurrent_capture)
     during = (await client.get(f"/api/v1/customers/{customer_id}", headers=auth)).json()
     monkeypatch.undo()
     after = (await client.get(f"/api/v1/customers/{customer_id}", headers=auth)).json()

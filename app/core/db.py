@@ -147,7 +147,7 @@ def _unnamed_statement() -> str:
     return ""
 
 
-# The array types the batch statement binds (repositories.CAPTURE_MANY_PG).
+# The array types the batch statement binds (CAPTURE_MANY_PG in app/sales/repository/capture.py).
 BOUND_ARRAY_TYPES = ("varchar[]", "integer[]", "numeric[]")
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.core.db import Database, write_transaction
 from app.core.errors import IdempotencyKeyReused
 from app.sales.models import PUBLIC_SCOPE
-from app.sales.repository import IdempotencyRepository
+from app.sales.repository.idempotency import IdempotencyRepository
 
 log = structlog.get_logger(__name__)
 

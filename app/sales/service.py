@@ -23,16 +23,15 @@ from app.core.errors import (
 )
 from app.core.metrics import tally
 from app.sales.idempotency import Captured, RetryKey, once, utcnow
-from app.sales.repository import (
-    CustomerRepository,
-    CustomerRow,
-    IdempotencyRepository,
+from app.sales.repository.capture import (
+    CaptureRepository,
     NewPurchase,
     Order,
-    PurchaseRepository,
-    PurchaseRow,
     UpsertedCustomer,
 )
+from app.sales.repository.corrections import CorrectionRepository
+from app.sales.repository.reads import CustomerReadRepository, PurchaseReadRepository
+from app.sales.repository.rows import CustomerRow, PurchaseRow
 from app.sales.schemas import (
     BatchIn,
     BatchOut,
@@ -119,13 +118,13 @@ async def _store(conn: AsyncConnection, purchases: list[PurchaseIn]) -> BatchOut
     """Upsert each distinct customer once, then insert every purchase, in input order."""
     now = utcnow()
     people = _buyers(purchases)
-    customers = CustomerRepository(conn)
+    repository = CaptureRepository(conn)
     if len(people) == 1:
         ((email, name),) = people.items()
-        upserted = {email: await customers.upsert(email=email, name=name, now=now)}
+        upserted = {email: await repository.upsert(email=email, name=name, now=now)}
     else:
-        upserted = await customers.upsert_many(people, now=now)
-    stored = await PurchaseRepository(conn).add_many(
+        upserted = await repository.upsert_many(people, now=now)
+    stored = await repository.add_many(
         [
             NewPurchase(
                 customer_id=upserted[p.customer.email].customer.id,
@@ -157,7 +156,7 @@ async def _store(conn: AsyncConnection, purchases: list[PurchaseIn]) -> BatchOut
 async def _store_autocommit(conn: AsyncConnection, data: PurchaseIn) -> CapturedPurchase:
     """PostgreSQL: the whole capture as one self-committing statement."""
     now = utcnow()
-    stored = await PurchaseRepository(conn).capture_autocommit(
+    stored = await CaptureRepository(conn).capture_autocommit(
         email=data.customer.email,
         name=data.customer.name,
         item=data.item,
@@ -222,7 +221,7 @@ async def _store_many_autocommit(conn: AsyncConnection, purchases: list[Purchase
     orders = [
         Order(p.customer.email, p.item, p.quantity, p.unit_price, p.currency) for p in purchases
     ]
-    stored = await PurchaseRepository(conn).capture_many_autocommit(
+    stored = await CaptureRepository(conn).capture_many_autocommit(
         _buyers(purchases), orders, now=now
     )
     customers = {s.customer.customer.id: s.customer for s in stored}
@@ -267,7 +266,7 @@ def _next_cursor(ids: list[int], limit: int) -> str | None:
 async def list_purchases(
     conn: AsyncConnection, *, customer_email: str | None, cursor: str | None, limit: int
 ) -> PurchasePage:
-    rows = await PurchaseRepository(conn).page(
+    rows = await PurchaseReadRepository(conn).page(
         customer_email=customer_email, before_id=decode_cursor(cursor), limit=limit
     )
     return PurchasePage(
@@ -277,7 +276,7 @@ async def list_purchases(
 
 
 async def get_purchase(conn: AsyncConnection, *, purchase_id: int) -> PurchaseOut:
-    row = await PurchaseRepository(conn).get(purchase_id)
+    row = await PurchaseReadRepository(conn).get(purchase_id)
     if row is None:
         raise NotFound(f"No purchase with id {purchase_id}.")
     return _purchase_out(row)
@@ -291,7 +290,7 @@ async def list_customers(
     limit: int,
     email_prefix: str | None = None,
 ) -> CustomerPage:
-    rows = await CustomerRepository(conn).page(
+    rows = await CustomerReadRepository(conn).page(
         email=email, email_prefix=email_prefix, before_id=decode_cursor(cursor), limit=limit
     )
     return CustomerPage(
@@ -301,15 +300,14 @@ async def list_customers(
 
 
 async def get_customer(conn: AsyncConnection, *, customer_id: int) -> CustomerDetail:
-    customers = CustomerRepository(conn)
-    row = await customers.get(customer_id)
+    row = await CustomerReadRepository(conn).get(customer_id)
     if row is None:
         raise NotFound(f"No customer with id {customer_id}.")
-    return await _detail(customers, row)
+    return await _detail(conn, row)
 
 
-async def _detail(customers: CustomerRepository, row: CustomerRow) -> CustomerDetail:
-    count, totals = await customers.totals(row.id)
+async def _detail(conn: AsyncConnection, row: CustomerRow) -> CustomerDetail:
+    count, totals = await CustomerReadRepository(conn).totals(row.id)
     return CustomerDetail(
         **_customer_out(row).model_dump(),
         purchase_count=count,
@@ -364,7 +362,7 @@ def _check_precondition(row: CustomerRow, if_match: str | None) -> None:
         )
 
 
-async def _locked(customers: CustomerRepository, customer_id: int) -> CustomerRow:
+async def _locked(customers: CorrectionRepository, customer_id: int) -> CustomerRow:
     row = await customers.get_for_update(customer_id)
     if row is None:
         raise NotFound(f"No customer with id {customer_id}.")
@@ -385,7 +383,7 @@ async def correct_customer(
     Returns the customer as it now is and its new ETag. `conn` has no transaction yet.
     """
     async with write_transaction(conn):
-        customers = CustomerRepository(conn)
+        customers = CorrectionRepository(conn)
         row = await _locked(customers, customer_id)
         if row.email == tombstone_email(row.id):
             raise Gone(f"Customer {customer_id} was erased; there is nothing left to correct.")
@@ -404,10 +402,12 @@ async def correct_customer(
                 "customer.corrected", customer_id, tuple(sorted(values)), credential, now
             )
             await record(conn, change)
-        return await _detail(customers, row), etag(row)
+        return await _detail(conn, row), etag(row)
 
 
-async def _refuse_taken_email(customers: CustomerRepository, email: str, customer_id: int) -> None:
+async def _refuse_taken_email(
+    customers: CorrectionRepository, email: str, customer_id: int
+) -> None:
     owner = await customers.id_by_email(email)
     if owner is not None and owner != customer_id:
         raise _email_taken(owner)
@@ -434,7 +434,7 @@ async def erase_customer(
     Erasing an erased customer changes nothing and records nothing (idempotent).
     """
     async with write_transaction(conn):
-        customers = CustomerRepository(conn)
+        customers = CorrectionRepository(conn)
         row = await _locked(customers, customer_id)
         tombstone = tombstone_email(customer_id)
         if row.email == tombstone:
@@ -444,7 +444,7 @@ async def erase_customer(
         await customers.overwrite(
             customer_id, values={"email": tombstone, "name": ERASED_NAME}, now=now
         )
-        await IdempotencyRepository(conn).forget_customer(customer_id, row.email)
+        await customers.forget_customer(customer_id, row.email)
         await record(
             conn, CustomerChange("customer.erased", customer_id, ("email", "name"), credential, now)
         )
