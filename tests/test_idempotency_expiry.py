@@ -17,7 +17,7 @@ from app.sales.idempotency import RetryKey, purge_expired
 from app.sales.models import PUBLIC_SCOPE, IdempotencyKey
 from app.sales.repository.idempotency import IdempotencyRepository
 from app.sales.schemas import PurchaseIn
-from app.sales.service import capture_purchase
+from app.sales.service.capture import capture_purchase
 from tests.helpers import purchase, read_rows, stored_purchases
 
 URL = "/api/v1/purchases"

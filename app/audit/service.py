@@ -7,7 +7,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.audit.repository import AuditRepository
 from app.audit.schemas import AuditPage
-from app.sales.service import CustomerChange, decode_cursor, encode_cursor
+from app.sales.service.corrections import CustomerChange
+from app.sales.service.cursor import decode_cursor, encode_cursor
 
 
 async def record(conn: AsyncConnection, change: CustomerChange) -> None:

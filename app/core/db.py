@@ -247,7 +247,7 @@ async def get_read_connection(request: Request) -> AsyncIterator[AsyncConnection
     which reads one snapshot anyway. Used with `scope="function"` so the transaction ends
     before the response is sent. Core connections, not ORM sessions: the service needs no
     identity map, and the ORM's bookkeeping was a fifth of the CPU of a capture. The writes
-    open their own transactions (services.py).
+    open their own transactions (app/sales/service/).
     """
     async with (await get_database(request)).connect() as connection:
         snapshot = _POSTGRES_SNAPSHOT if connection.dialect.name == "postgresql" else {}

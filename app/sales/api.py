@@ -14,7 +14,6 @@ from app.core.errors import problem_responses
 from app.core.ratelimit import charge_batch
 from app.core.settings import Settings
 from app.keys.auth import credential_id
-from app.sales import service
 from app.sales.auth import CredentialDep, require_read
 from app.sales.idempotency import Captured, RetryKey
 from app.sales.schemas import (
@@ -29,6 +28,9 @@ from app.sales.schemas import (
     PurchaseOut,
     PurchasePage,
 )
+from app.sales.service import capture as capture_service
+from app.sales.service import corrections as correction_service
+from app.sales.service import reads as read_service
 
 MAX_ID = 2**63 - 1
 
@@ -99,7 +101,7 @@ async def create_purchase(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     async with database.connect() as conn:
-        captured = await service.capture_purchase(
+        captured = await capture_service.capture_purchase(
             conn, data=data, idempotency_key=await _retry_key(request, idempotency_key)
         )
     return _created(captured)
@@ -117,7 +119,7 @@ async def create_purchases(
 ) -> Response:
     await charge_batch(request.scope, request.app.state.capture_limiter, len(data.purchases))
     async with database.connect() as conn:
-        captured = await service.capture_batch(
+        captured = await capture_service.capture_batch(
             conn, data=data, idempotency_key=await _retry_key(request, idempotency_key)
         )
     # Serialised by the service in one pass: FastAPI would validate the 1000 purchases again.
@@ -148,7 +150,7 @@ async def list_purchases(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> PurchasePage:
-    return await service.list_purchases(
+    return await read_service.list_purchases(
         conn, customer_email=customer_email, cursor=cursor, limit=limit
     )
 
@@ -157,7 +159,7 @@ async def list_purchases(
 async def get_purchase(
     conn: ReadConnectionDep, purchase_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> PurchaseOut:
-    return await service.get_purchase(conn, purchase_id=purchase_id)
+    return await read_service.get_purchase(conn, purchase_id=purchase_id)
 
 
 EmailPrefix = Annotated[
@@ -179,7 +181,7 @@ async def list_customers(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> CustomerPage:
-    return await service.list_customers(
+    return await read_service.list_customers(
         conn, email=email, email_prefix=email_prefix, cursor=cursor, limit=limit
     )
 
@@ -192,8 +194,8 @@ async def get_customer(
     conn: ReadConnectionDep, customer_id: CustomerId, response: Response
 ) -> CustomerDetail:
     """The customer with its totals; the `ETag` header is what a correction's `If-Match` wants."""
-    customer = await service.get_customer(conn, customer_id=customer_id)
-    response.headers["ETag"] = service.etag(customer)
+    customer = await read_service.get_customer(conn, customer_id=customer_id)
+    response.headers["ETag"] = correction_service.etag(customer)
     return customer
 
 
@@ -204,8 +206,8 @@ IfMatch = Annotated[str, Header(alias="If-Match", max_length=1024, description=_
 OptionalIfMatch = Annotated[str | None, Header(alias="If-Match", max_length=1024)]
 
 
-def _record_change(request: Request) -> service.RecordChange:
-    record: service.RecordChange = request.app.state.record_change
+def _record_change(request: Request) -> correction_service.RecordChange:
+    record: correction_service.RecordChange = request.app.state.record_change
     return record
 
 
@@ -228,7 +230,7 @@ async def correct_customer(
     if_match: IfMatch,
 ) -> CustomerDetail:
     async with database.connect() as conn:
-        customer, tag = await service.correct_customer(
+        customer, tag = await correction_service.correct_customer(
             conn,
             customer_id=customer_id,
             patch=patch,
@@ -254,7 +256,7 @@ async def erase_customer(
     if_match: OptionalIfMatch = None,
 ) -> Response:
     async with database.connect() as conn:
-        await service.erase_customer(
+        await correction_service.erase_customer(
             conn,
             customer_id=customer_id,
             if_match=if_match,

@@ -1,0 +1,2 @@
+"""Use cases, a module each: the rules around the SQL. No HTTP here, and no commit (the request
+owns it)."""
