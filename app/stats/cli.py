@@ -44,27 +44,40 @@ def fold_command(
     console = Console(stderr=True) if not no_progress and sys.stderr.isatty() else None
     folded = asyncio.run(_fold(settings, console, wait))
     if folded is None:
-        typer.echo("error: inserts kept the purchase table busy; nothing folded", err=True)
+        typer.echo(
+            f"error: the rollup did not catch up within {wait:g} s (inserts kept the purchase "
+            "table busy)",
+            err=True,
+        )
         raise typer.Exit(EXIT_FAILED)
     typer.echo(f"folded {folded:,} purchases", err=True)
 
 
 async def _fold(settings: Settings, console: Console | None, wait: float) -> int | None:
+    """Purchases folded until the rollup reached the largest id there was at the start
+    (a service's background fold may do part of it: it folds one batch at a time too);
+    None if it did not within `wait` seconds."""
     engine = create_engine(settings)
     try:
-        after, largest = await rollup.unfolded(engine)
+        start, target = await rollup.unfolded(engine)
         columns = (BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console, disable=console is None) as progress:
-            task = progress.add_task("fold", total=max(largest - after, 0))
+            task = progress.add_task("fold", total=max(target - start, 0))
 
             def advance(done: rollup.Folded) -> None:
-                progress.update(task, completed=done.upto - after)
+                progress.update(task, completed=done.upto - start)
 
-            deadline = asyncio.get_running_loop().time() + wait
-            while (folded := await rollup.fold(engine, on_batch=advance)) is None:
-                if asyncio.get_running_loop().time() > deadline:
+            clock = asyncio.get_running_loop().time
+            deadline = clock() + wait
+            folded = 0
+            while True:
+                folded += await rollup.fold(engine, on_batch=advance) or 0
+                reached, _ = await rollup.unfolded(engine)
+                progress.update(task, completed=max(reached - start, 0))
+                if reached >= target:
+                    return folded
+                if clock() > deadline:
                     return None
                 await asyncio.sleep(0.2)
-            return folded
     finally:
         await engine.dispose()
