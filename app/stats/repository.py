@@ -96,21 +96,20 @@ async def day_buckets(conn: AsyncConnection, bounds: Sequence[datetime]) -> list
     return parts + await _purchased_days(conn, days, folded=folded, unfolded=True)
 
 
-def _windows_sql(dialect: str) -> str:
-    """SQL: a table (i, lo, hi) or (i, start, stop) from the JSON array in :windows, one
-    parameter however many days (a VALUES list of 366 rows costs more to compile than the query
-    takes to run)."""
+def _windows_sql(dialect: str, first: str, second: str, kind: str) -> str:
+    """SQL: a table (i, `first`, `second`) of `kind` (bigint or timestamptz) from the JSON array
+    of [i, first, second] in :windows: one parameter however many days (a VALUES list of 366
+    rows costs more to compile than the query takes to run)."""
     if dialect == "postgresql":
         return (
-            "SELECT (w.value->>0)::int AS i, (w.value->>1)::bigint AS lo,"
-            " (w.value->>2)::bigint AS hi, (w.value->>1)::timestamptz AS start,"
-            " (w.value->>2)::timestamptz AS stop"
+            f"SELECT (w.value->>0)::int AS i, (w.value->>1)::{kind} AS {first},"
+            f" (w.value->>2)::{kind} AS {second}"
             " FROM jsonb_array_elements(CAST(:windows AS jsonb)) AS w(value)"
         )
+    # SQLite: integers come back as integers, instants as the text they compare as.
     return (
-        "SELECT json_extract(w.value, '$[0]') AS i, json_extract(w.value, '$[1]') AS lo,"
-        " json_extract(w.value, '$[2]') AS hi, json_extract(w.value, '$[1]') AS start,"
-        " json_extract(w.value, '$[2]') AS stop FROM json_each(:windows) AS w"
+        f"SELECT json_extract(w.value, '$[0]') AS i, json_extract(w.value, '$[1]') AS {first},"
+        f" json_extract(w.value, '$[2]') AS {second} FROM json_each(:windows) AS w"
     )
 
 
@@ -134,7 +133,7 @@ async def _rolled_days(
     """From the rollup: the whole buckets [lo, hi) of each day, per currency."""
     query = text(
         f"SELECT d.i, s.currency, sum(s.purchases), sum(s.revenue_low), sum(s.revenue_mid),"
-        f" sum(s.revenue_high) FROM ({_windows_sql(conn.dialect.name)}) AS d"
+        f" sum(s.revenue_high) FROM ({_windows_sql(conn.dialect.name, 'lo', 'hi', 'bigint')}) AS d"
         " JOIN stats_sales AS s ON s.bucket >= d.lo AND s.bucket < d.hi"
         " GROUP BY d.i, s.currency"
     )
@@ -166,7 +165,7 @@ async def _purchased_days(
         source, table, which = "", "purchase", " WHERE p.id <= :folded"
     query = text(
         f"{source}SELECT d.i, p.currency, count(*), {_money_parts(cents_of('p.total', dialect))}"
-        f" FROM ({_windows_sql(dialect)}) AS d JOIN {table} AS p"
+        f" FROM ({_windows_sql(dialect, 'start', 'stop', 'timestamptz')}) AS d JOIN {table} AS p"
         f" ON p.purchased_at >= d.start AND p.purchased_at < d.stop{which}"
         " GROUP BY d.i, p.currency"
     )
