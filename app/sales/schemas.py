@@ -19,6 +19,8 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     model_validator,
 )
 
@@ -35,6 +37,8 @@ SPECIAL_USE_DOMAIN_REFUSED = r"^(?!.*[@.](?:arpa|invalid|local|localhost|onion|t
 # A price given as a string: what the spec documents, exactly (0 <= price < 1e9, 2 decimals).
 PRICE_TEXT = r"^[0-9]{1,9}(\.[0-9]{1,2})?$"
 PRICE_SHAPE = r"^[0-9]{1,9}(\.[0-9]+)?$"
+_PRICE_TEXT = re.compile(PRICE_TEXT)
+_PRICE_SHAPE = re.compile(PRICE_SHAPE)
 
 
 @cache
@@ -103,7 +107,7 @@ def _price_input(value: Any) -> Any:
         raise ValueError('must be a number or a decimal string such as "12.50"')
     # Plain digits only (no sign, exponent, spaces or "_"): what the spec's pattern allows;
     # the number of decimals and the bounds are then checked, and worded, as for numbers.
-    if isinstance(value, str) and not re.fullmatch(PRICE_SHAPE, value):
+    if isinstance(value, str) and not _PRICE_SHAPE.fullmatch(value):
         raise ValueError('must be a decimal string such as "12.50"')
     return value
 
@@ -132,6 +136,19 @@ def _currency_schema(schema: dict[str, Any]) -> None:
 def _to_cents(value: Decimal) -> Decimal:
     # One canonical form, so "12.5", 12.50 and "1.25E1" are the same price (and request hash).
     return value.quantize(CENT)
+
+
+def _price_text_fast(value: Any, checked: ValidatorFunctionWrapHandler) -> Any:
+    """A string of the spec's own price pattern is a valid price whatever the checks below:
+    at most 9 digits and 2 decimals (so >= 0, < 1e9, finite), converted as they convert it.
+
+    The checks are four Python functions Pydantic chains after a before-validator (some 8 us
+    a price, a quarter of a bulk import's validation); every other input still takes them.
+    tests/test_price_fast_path.py holds both paths to the same answers.
+    """
+    if type(value) is str and _PRICE_TEXT.fullmatch(value):
+        return _to_cents(Decimal(value))
+    return checked(value)
 
 
 def _known_currency(value: str) -> str:
@@ -180,6 +197,7 @@ Price = Annotated[
         json_schema_extra=_price_schema,
     ),
     AfterValidator(_to_cents),
+    WrapValidator(_price_text_fast),
 ]
 Currency = Annotated[
     str,
