@@ -3,7 +3,7 @@
 A file is read twice. `scan` reads it whole once, before anything is stored: it hashes the
 bytes (the ledger's key), counts the rows (the progress bar's total) and refuses a file that is
 not what it claims (bytes that are not UTF-8, a bad header, an unterminated quote), so such a
-file never leaves half of itself stored. `records` then streams the rows for the import.
+file never leaves half of itself stored. `raw_rows` then streams the rows for the import.
 """
 
 from __future__ import annotations
@@ -147,44 +147,58 @@ def _check_header(header: list[str]) -> tuple[str, ...]:
     return columns
 
 
-def records(source: IO[bytes], fmt: Format) -> Iterator[Record]:
+# A row as read: its first line's number and its cells (a JSON Lines row: the line as read).
+# Plain tuples of text, cheap to hand to a worker process, which makes them Records.
+RawRow = tuple[int, list[str]]
+
+
+def raw_rows(source: IO[bytes], fmt: Format) -> Iterator[RawRow]:
     """The rows of a file `scan` accepted, in file order, with their first line's number."""
     text = _text(source)
     try:
         if fmt is Format.JSONL:
-            yield from _jsonl_records(text)
+            yield from _jsonl_rows(text)
         else:
-            yield from _csv_records(text)
+            yield from _csv_rows(text)
     finally:
         text.detach()
 
 
-def _csv_records(text: io.TextIOWrapper) -> Iterator[Record]:
+def records(source: IO[bytes], fmt: Format, columns: tuple[str, ...]) -> Iterator[Record]:
+    """The rows as Records (`columns`: the scanned header; empty for JSON Lines)."""
+    for raw in raw_rows(source, fmt):
+        yield record(raw, fmt, columns)
+
+
+def _csv_rows(text: io.TextIOWrapper) -> Iterator[RawRow]:
     reader = csv.reader(text, strict=True)
-    columns = tuple(name.strip() for name in next(reader))
-    width = len(columns)
+    next(reader)  # the header, as `scan` read it
     start = reader.line_num + 1
     for row in reader:
         if row:
-            if len(row) == width:
-                yield Record(start, dict(zip(columns, row, strict=True)), row)
-            else:
-                reason = f"has {len(row)} fields where the header has {width}"
-                yield Record(start, None, row, ("row", reason))
+            yield start, row
         start = reader.line_num + 1
 
 
-def _jsonl_records(text: io.TextIOWrapper) -> Iterator[Record]:
+def _jsonl_rows(text: io.TextIOWrapper) -> Iterator[RawRow]:
     for number, line in enumerate(text, start=1):
-        if not line.strip():
-            continue
-        original = [line.rstrip("\r\n")]
-        try:
-            value = orjson.loads(line)
-        except orjson.JSONDecodeError as error:
-            yield Record(number, None, original, ("row", f"not valid JSON: {error}"))
-            continue
-        if not isinstance(value, dict):
-            yield Record(number, None, original, ("row", "must be a JSON object"))
-            continue
-        yield Record(number, value, original)
+        if line.strip():
+            yield number, [line]  # as read: JSON errors name the positions they always did
+
+
+def record(raw: RawRow, fmt: Format, columns: tuple[str, ...]) -> Record:
+    """A raw row's fields by column, or why it cannot be read."""
+    line, cells = raw
+    if fmt is Format.CSV:
+        if len(cells) == len(columns):
+            return Record(line, dict(zip(columns, cells, strict=True)), cells)
+        reason = f"has {len(cells)} fields where the header has {len(columns)}"
+        return Record(line, None, cells, ("row", reason))
+    original = [cells[0].rstrip("\r\n")]
+    try:
+        value = orjson.loads(cells[0])
+    except orjson.JSONDecodeError as error:
+        return Record(line, None, original, ("row", f"not valid JSON: {error}"))
+    if not isinstance(value, dict):
+        return Record(line, None, original, ("row", "must be a JSON object"))
+    return Record(line, value, original)

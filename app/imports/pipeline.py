@@ -3,40 +3,71 @@
 Validation is most of an import's CPU (the API's model, per row). With `jobs=1` the next chunk
 is read and validated in a thread while the database stores this one; with more, chunks are
 validated by that many worker processes (each with its own interpreter, so they run in
-parallel), and the main process only parses the CSV and stores. Either way chunks come out in
-file order, at most `jobs + 1` ahead, so memory stays bounded.
+parallel), and the main process only splits the CSV into rows and stores. Either way chunks
+come out in file order, at most `jobs + 1` ahead, so memory stays bounded.
+
+What crosses between processes is plain text both ways: a chunk's rows as cells, and back the
+good rows already staged for the database (the repository's `stage`: one bytes object) with
+the few rejects. Pickling a million Records and Rows (dicts, Decimals, datetimes) cost the main
+process more than validating them in a thread.
+
+The cyclic garbage collector is paused meanwhile and collects the young generations once a
+chunk: its automatic runs (one per 700 new containers, a million rows' dicts and tuples) walked
+the whole heap again and again, a fifth of the CPU of reading and validating. The rows hold no
+cycles; what little else does is collected with the chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
+import multiprocessing.connection
+import os
+import threading
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from typing import IO
 
-from app.imports.formats import Format, Record, records
+from app.imports.formats import Format, RawRow, raw_rows, record
 from app.imports.schemas import Reject, Row, check
+
+# The repository's: a chunk's good rows as the one text its store statement takes.
+Stage = Callable[[Sequence[Row]], bytes]
+# What a worker hands back: the good rows' count, their staged text (None when nothing is
+# staged: a dry run, or no good row), and the rejects.
+Checked = tuple[int, bytes | None, list[Reject]]
 
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
     number: int
-    rows: list[Row]
+    good: int  # rows that passed
+    staged: bytes | None  # the good rows as `stage` gave them
     rejects: list[Reject]
     size: int  # rows read, good and bad
     bytes_read: int
 
 
-def validate(batch: list[Record], text_cells: bool) -> tuple[list[Row], list[Reject]]:
-    """One chunk's rows through the API's model (a worker process's whole job)."""
+def default_jobs() -> int:
+    """The CPUs this process may run on: one validating worker process each (1: a thread)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def validate(
+    batch: Sequence[RawRow], fmt: Format, columns: tuple[str, ...]
+) -> tuple[list[Row], list[Reject]]:
+    """One chunk's rows through the API's model."""
     rows: list[Row] = []
     rejects: list[Reject] = []
-    for record in batch:
-        checked = check(record, text_cells=text_cells)
+    text_cells = fmt is Format.CSV
+    for raw in batch:
+        checked = check(record(raw, fmt, columns), text_cells=text_cells)
         if isinstance(checked, Reject):
             rejects.append(checked)
         else:
@@ -44,45 +75,109 @@ def validate(batch: list[Record], text_cells: bool) -> tuple[list[Row], list[Rej
     return rows, rejects
 
 
-def _raw(source: IO[bytes], fmt: Format, size: int) -> Iterator[tuple[list[Record], int]]:
+def _check(
+    batch: Sequence[RawRow], fmt: Format, columns: tuple[str, ...], stage: Stage | None
+) -> Checked:
+    rows, rejects = validate(batch, fmt, columns)
+    return len(rows), stage(rows) if stage and rows else None, rejects
+
+
+def _worker_start() -> None:
+    gc.disable()
+    importer = multiprocessing.parent_process()
+    if importer is not None:
+        threading.Thread(target=_exit_with, args=(importer,), daemon=True).start()
+
+
+def _exit_with(importer: multiprocessing.process.BaseProcess) -> None:
+    """End this worker when the importer ends, however it ends (SIGKILL included): the pool
+    would never tell it, and it would wait for work forever, holding the importer's stdout."""
+    multiprocessing.connection.wait([importer.sentinel])
+    os._exit(1)
+
+
+def _check_in_worker(
+    batch: Sequence[RawRow], fmt: Format, columns: tuple[str, ...], stage: Stage | None
+) -> Checked:
+    """A worker process's whole job."""
+    checked = _check(batch, fmt, columns, stage)
+    gc.collect(1)
+    return checked
+
+
+def _raw(source: IO[bytes], fmt: Format, size: int) -> Iterator[tuple[list[RawRow], int]]:
     """Chunks of `size` rows (good and bad) counted from the start of the file, so every run
     cuts the same file into the same numbered chunks; with the bytes read so far."""
-    stream = records(source, fmt)
+    stream = raw_rows(source, fmt)
     while batch := list(islice(stream, size)):
         yield batch, source.tell()
 
 
-def _validated(raw: Iterator[tuple[list[Record], int]], text_cells: bool) -> Iterator[Chunk]:
-    for number, (batch, bytes_read) in enumerate(raw):
-        rows, rejects = validate(batch, text_cells)
-        yield Chunk(number, rows, rejects, len(batch), bytes_read)
+async def chunks(
+    source: IO[bytes],
+    fmt: Format,
+    columns: tuple[str, ...],
+    *,
+    size: int,
+    jobs: int,
+    stage: Stage | None,
+) -> AsyncIterator[Chunk]:
+    """The file's chunks, validated (and staged, given `stage`), in order; `columns` is the
+    CSV header `scan` read. The collector is paused meanwhile."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        async for chunk in _chunks(source, fmt, columns, size, jobs, stage):
+            yield chunk
+            gc.collect(1)
+    finally:
+        if collecting:
+            gc.enable()
 
 
-async def chunks(source: IO[bytes], fmt: Format, size: int, jobs: int) -> AsyncIterator[Chunk]:
-    """The file's chunks, validated, in order."""
+async def _chunks(
+    source: IO[bytes],
+    fmt: Format,
+    columns: tuple[str, ...],
+    size: int,
+    jobs: int,
+    stage: Stage | None,
+) -> AsyncIterator[Chunk]:
     raw = _raw(source, fmt, size)
-    text_cells = fmt is Format.CSV
     if jobs <= 1:
-        async for chunk in _in_thread(_validated(raw, text_cells)):
+        validated = (
+            Chunk(number, *_check(batch, fmt, columns, stage), len(batch), bytes_read)
+            for number, (batch, bytes_read) in enumerate(raw)
+        )
+        async for chunk in _in_thread(validated):
             yield chunk
         return
-    # spawn, not fork: the parent has threads (the event loop's executor, aiosqlite's).
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-        pending: deque[tuple[Future[tuple[list[Row], list[Reject]]], int, int]] = deque()
+    with ProcessPoolExecutor(jobs, mp_context=_context(), initializer=_worker_start) as pool:
+        pending: deque[tuple[Future[Checked], int, int]] = deque()
         for number, (batch, bytes_read) in enumerate(raw):
-            pending.append((pool.submit(validate, batch, text_cells), len(batch), bytes_read))
+            future = pool.submit(_check_in_worker, batch, fmt, columns, stage)
+            pending.append((future, len(batch), bytes_read))
             if len(pending) > jobs:
                 yield await _ready(number - jobs, *pending.popleft())
         while pending:
             yield await _ready(number - len(pending) + 1, *pending.popleft())
 
 
-async def _ready(
-    number: int, future: Future[tuple[list[Row], list[Reject]]], size: int, bytes_read: int
-) -> Chunk:
-    rows, rejects = await asyncio.wrap_future(future)
-    return Chunk(number, rows, rejects, size, bytes_read)
+def _context() -> multiprocessing.context.BaseContext:
+    """Workers forked from a fork server that imported this module (and the program) once.
+
+    Not fork: the parent has threads (the event loop's executor, aiosqlite's). Not spawn:
+    each worker would start an interpreter and import the program again (its console script
+    first: seconds of CPU per worker).
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", __name__])
+    return context
+
+
+async def _ready(number: int, future: Future[Checked], size: int, bytes_read: int) -> Chunk:
+    good, staged, rejects = await asyncio.wrap_future(future)
+    return Chunk(number, good, staged, rejects, size, bytes_read)
 
 
 async def _in_thread(validated: Iterator[Chunk]) -> AsyncIterator[Chunk]:

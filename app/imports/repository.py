@@ -1,19 +1,27 @@
 """Every SQL statement of imports and exports. Like app.sales.repository: never commits.
 
-An import chunk lands in staging tables (COPY on PostgreSQL, one executemany on SQLite) and
-is then stored by two set-based statements: the customer upsert, in email order as the batch
-endpoint does (so an import beside live traffic locks customers in the same order and queues
-instead of deadlocking), and the purchase insert joined to the customers by email. The SQL
-reads app.sales.models' tables (customer, purchase) directly, as the API's repository does.
+An import chunk lands in a staging table and is then stored by two set-based statements: the
+customer upsert (each email's name from its last row in file order), in email order as the
+batch endpoint does (so an import beside live traffic locks customers in the same order and
+queues instead of deadlocking), and the purchase insert joined to the customers by email. The
+SQL reads app.sales.models' tables (customer, purchase) directly, as the API's repository does.
+
+The staging table is filled from one text the database parses itself: CSV for PostgreSQL's
+COPY, a JSON array for SQLite's json_each. The text is built where the chunk was validated
+(`stage_postgres` / `stage_sqlite`, in a worker process when there are workers), so the
+process that talks to the database spends no Python on a row.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any, Literal, cast
 
 import asyncpg
+import orjson
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,37 +33,68 @@ from app.imports.schemas import Row
 EXPORT_BATCH = 10_000
 COPY_TIMEOUT = 24 * 3600.0  # seconds: an export's COPY ends when the table does
 
-
-# The staging tables: temporary, so each connection has its own and nothing is left behind.
-# On PostgreSQL they live for one chunk's transaction (ON COMMIT DROP, created again by the
-# next): behind PgBouncer in transaction pooling the next transaction may run on another server
-# connection, and a table kept for the session would stay on this one for other clients.
-_STAGED_PURCHASE_COLUMNS = (
-    "position",
-    "email",
-    "item",
-    "quantity",
-    "unit_price",
-    "currency",
-    "purchased_at",
-)
-_STAGE_CUSTOMER = "INSERT INTO import_customer (email, name) VALUES (?, ?)"
-_STAGE_PURCHASE = (
-    "INSERT INTO import_purchase (position, email, item, quantity, unit_price, currency,"
-    " purchased_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
+# The staging table: temporary, so each connection has its own and nothing is left behind. Its
+# columns are a Row's, the row's line first (file order). On PostgreSQL it lives for one
+# chunk's transaction (ON COMMIT DROP, created again by the next): behind PgBouncer in
+# transaction pooling the next transaction may run on another server connection, and a table
+# kept for the session would stay on this one for other clients.
+_STAGED_COLUMNS = Row._fields
 _CREATE_STAGING_PG = (
-    "CREATE TEMPORARY TABLE import_customer (email text, name text) ON COMMIT DROP",
-    "CREATE TEMPORARY TABLE import_purchase (position integer, email text,"
-    " item text, quantity integer, unit_price numeric(12, 2), currency text,"
-    " purchased_at timestamptz) ON COMMIT DROP",
+    "CREATE TEMPORARY TABLE import_purchase (line integer, email text, name text, item text,"
+    " quantity integer, unit_price numeric(12, 2), currency text, purchased_at timestamptz)"
+    " ON COMMIT DROP"
 )
+# SQLite keeps its temporary tables in memory (temp_store), not in a file of their own.
 _CREATE_STAGING_SQLITE = (
-    "CREATE TEMPORARY TABLE IF NOT EXISTS import_customer (email TEXT, name TEXT)",
-    "CREATE TEMPORARY TABLE IF NOT EXISTS import_purchase (position INTEGER, email TEXT,"
-    " item TEXT, quantity INTEGER, unit_price INTEGER, currency TEXT,"
-    " purchased_at DATETIME)",
+    "PRAGMA temp_store = MEMORY",
+    "CREATE TEMPORARY TABLE IF NOT EXISTS import_purchase (line INTEGER, email TEXT, name TEXT,"
+    " item TEXT, quantity INTEGER, unit_price INTEGER, currency TEXT, purchased_at DATETIME)",
 )
+_STAGE_SQLITE = (
+    "INSERT INTO import_purchase"
+    " (line, email, name, item, quantity, unit_price, currency, purchased_at)"
+    " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,"
+    " value ->> 6, value ->> 7 FROM json_each(?)"
+)
+
+
+def stage_postgres(rows: Sequence[Row]) -> bytes:
+    """A chunk's rows as COPY's CSV: text exactly as PostgreSQL reads the columns' types (a
+    price's exact decimal, an ISO time with its offset; None, the empty field, is NULL)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue().encode()
+
+
+def stage_sqlite(rows: Sequence[Row]) -> bytes:
+    """A chunk's rows as a JSON array of arrays, price and time as the columns store them
+    (app.core.columns: integer cents, UTC text), with the columns' own bind processors."""
+    money, moment = _sqlite_processors()
+    return orjson.dumps(
+        [
+            (
+                r.line,
+                r.email,
+                r.name,
+                r.item,
+                r.quantity,
+                money(r.unit_price),
+                r.currency,
+                moment(r.purchased_at),
+            )
+            for r in rows
+        ]
+    )
+
+
+def _sqlite_processors() -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    dialect = sqlite.dialect()
+    money = Money(12)._cached_bind_processor(dialect)
+    moment = UTCDateTime()._cached_bind_processor(dialect)
+    assert money is not None
+    assert moment is not None
+    return money, moment
+
 
 # Created or updated, told apart as the API tells them (app.sales.repository._upsert_statement).
 # PostgreSQL: one statement, the upsert's RETURNING feeding the purchase insert, so purchases
@@ -63,9 +102,11 @@ _CREATE_STAGING_SQLITE = (
 # itself was planned against never-analysed temporary tables as a hash of the whole table, per
 # chunk: an import slowed down as the table grew.)
 _STORE_PG = """\
-WITH upserted AS (
+WITH buyers AS (
+    SELECT DISTINCT ON (email) email, name FROM import_purchase ORDER BY email, line DESC
+), upserted AS (
     INSERT INTO customer AS c (email, name, created_at, updated_at)
-    SELECT email, name, $1::timestamptz, $1::timestamptz FROM import_customer ORDER BY email
+    SELECT email, name, $1::timestamptz, $1::timestamptz FROM buyers ORDER BY email
     ON CONFLICT (email) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at
     RETURNING c.id, c.email, c.xmax = 0 AS created
 ), inserted AS (
@@ -74,15 +115,18 @@ WITH upserted AS (
     SELECT u.id, s.item, s.quantity, s.unit_price, s.currency, s.unit_price * s.quantity,
            coalesce(s.purchased_at, $1::timestamptz)
     FROM import_purchase AS s JOIN upserted AS u ON u.email = s.email
-    ORDER BY s.position
+    ORDER BY s.line
 )
 SELECT count(*) FILTER (WHERE created) AS created, count(*) AS total FROM upserted"""
 # SQLite cannot nest an INSERT in WITH; "WHERE true" tells its parser the ON CONFLICT is the
-# upsert's, not a join's.
+# upsert's, not a join's. A bare column beside max() is SQLite's documented "the row with the
+# maximum": each email's name from its last line.
 _UPSERT_SQLITE = text(
     """\
 INSERT INTO customer (email, name, created_at, updated_at)
-SELECT email, name, :now, :now FROM import_customer WHERE true ORDER BY email
+SELECT email, name, :now, :now
+FROM (SELECT email, name, max(line) FROM import_purchase GROUP BY email)
+WHERE true ORDER BY email
 ON CONFLICT (email) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at
 RETURNING created_at = updated_at AS created"""
 ).bindparams(bindparam("now", type_=UTCDateTime()))
@@ -95,8 +139,13 @@ INSERT INTO purchase (customer_id, item, quantity, unit_price, currency, total, 
 SELECT c.id, s.item, s.quantity, s.unit_price, s.currency, s.unit_price * s.quantity,
        coalesce(s.purchased_at, :now)
 FROM import_purchase AS s JOIN customer AS c ON c.email = s.email
-ORDER BY s.position"""
+ORDER BY s.line"""
 ).bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    # asyncpg takes bytes as they are, but its annotations want a file or an async iterable.
+    yield data
 
 
 class ImportRepository:
@@ -137,77 +186,40 @@ class ImportRepository:
         )
         return (await self.conn.execute(stmt)).first() is not None
 
-    async def store_chunk(
-        self, people: dict[str, str], purchases: Sequence[Row], *, now: datetime
-    ) -> tuple[int, int]:
-        """Upsert the chunk's customers (email -> name) and insert its purchases, in the
-        caller's transaction; returns (customers created, customers updated)."""
-        if self.postgres:
-            return await self._store_pg(people, purchases, now)
-        return await self._store_sqlite(people, purchases, now)
+    @property
+    def stage(self) -> Callable[[Sequence[Row]], bytes]:
+        """The function that turns a chunk's rows into the text `store_chunk` takes."""
+        return stage_postgres if self.postgres else stage_sqlite
 
-    async def _store_pg(
-        self, people: dict[str, str], purchases: Sequence[Row], now: datetime
-    ) -> tuple[int, int]:
+    async def store_chunk(self, staged: bytes, *, now: datetime) -> tuple[int, int]:
+        """Upsert the customers and insert the purchases of a chunk's rows as `stage` gave
+        them, in the caller's transaction; returns (customers created, customers updated)."""
+        if self.postgres:
+            return await self._store_pg(staged, now)
+        return await self._store_sqlite(staged, now)
+
+    async def _store_pg(self, staged: bytes, now: datetime) -> tuple[int, int]:
         driver = await self._driver()
-        for statement in _CREATE_STAGING_PG:  # in the caller's transaction, dropped at its end
-            await driver.execute(statement)
-        await driver.copy_records_to_table(
-            "import_customer", records=people.items(), columns=("email", "name")
-        )
-        await driver.copy_records_to_table(
-            "import_purchase",
-            records=[
-                (n, p.email, p.item, p.quantity, p.unit_price, p.currency, p.purchased_at)
-                for n, p in enumerate(purchases)
-            ],
-            columns=_STAGED_PURCHASE_COLUMNS,
+        await driver.execute(_CREATE_STAGING_PG)  # in the caller's transaction, dropped at its end
+        await driver.copy_to_table(
+            "import_purchase", source=_once(staged), columns=_STAGED_COLUMNS, format="csv"
         )
         counts = await driver.fetchrow(_STORE_PG, now)
         assert counts is not None
         created: int = counts["created"]
         return created, counts["total"] - created
 
-    async def _store_sqlite(
-        self, people: dict[str, str], purchases: Sequence[Row], now: datetime
-    ) -> tuple[int, int]:
+    async def _store_sqlite(self, staged: bytes, now: datetime) -> tuple[int, int]:
         if not self._staging_ready:
             for statement in _CREATE_STAGING_SQLITE:
                 await self.conn.exec_driver_sql(statement)
             self._staging_ready = True
-        # Plain executemany with the columns' own bind processors (cents, UTC text): the ORM's
-        # per-row parameter handling cost more than SQLite's inserts.
-        money, moment = self._sqlite_processors()
-        await self.conn.exec_driver_sql(_STAGE_CUSTOMER, list(people.items()))
-        await self.conn.exec_driver_sql(
-            _STAGE_PURCHASE,
-            [
-                (
-                    n,
-                    p.email,
-                    p.item,
-                    p.quantity,
-                    money(p.unit_price),
-                    p.currency,
-                    moment(p.purchased_at),
-                )
-                for n, p in enumerate(purchases)
-            ],
-        )
+        await self.conn.exec_driver_sql(_STAGE_SQLITE, (staged.decode(),))
         flags = (await self.conn.execute(_UPSERT_SQLITE, {"now": now})).scalars().all()
         await self.conn.execute(_INSERT_PURCHASES_SQLITE, {"now": now})
-        await self.conn.exec_driver_sql("DELETE FROM import_customer")
         await self.conn.exec_driver_sql("DELETE FROM import_purchase")
         created = sum(1 for flag in flags if flag)
         return created, len(flags) - created
-
-    def _sqlite_processors(self) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
-        dialect = self.conn.dialect
-        money = Money(12)._cached_bind_processor(dialect)
-        moment = UTCDateTime()._cached_bind_processor(dialect)
-        assert money is not None
-        assert moment is not None
-        return money, moment
 
     async def _driver(self) -> asyncpg.Connection:
         raw = await self.conn.get_raw_connection()

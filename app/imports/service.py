@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.imports.formats import Format, Scan, scan
 from app.imports.pipeline import Chunk, chunks
 from app.imports.repository import ExportRepository, ImportRepository
-from app.imports.schemas import Reject, Row
+from app.imports.schemas import Reject
 from app.imports.writers import write_rows
 
 CHUNK_ROWS = 5000
@@ -91,11 +91,6 @@ class _Rejects:
             self.file.close()
 
 
-def _buyers(rows: list[Row]) -> dict[str, str]:
-    """The chunk's buyers; a later row's name wins, as in a batch (dicts keep the last)."""
-    return {row.email: row.name for row in rows}
-
-
 async def import_purchases(
     engine: AsyncEngine,
     *,
@@ -143,7 +138,9 @@ async def _run(
         progress(Progress(0, scanned.rows, 0, scanned.size))
     try:
         if engine is None:
-            async for chunk in chunks(source, fmt, chunk_rows, jobs):
+            async for chunk in chunks(
+                source, fmt, scanned.columns, size=chunk_rows, jobs=jobs, stage=None
+            ):
                 _tally(report, chunk, rejects, scanned, progress)
         else:
             async with engine.connect() as conn:
@@ -151,9 +148,11 @@ async def _run(
                 done = await repository.chunks_done(scanned.sha256)
                 await conn.commit()
                 size = next(iter(done.values()), chunk_rows)  # a resumed run cuts as before
-                async for chunk in chunks(source, fmt, size, jobs):
+                async for chunk in chunks(
+                    source, fmt, scanned.columns, size=size, jobs=jobs, stage=repository.stage
+                ):
                     if chunk.number in done:
-                        report.already_stored += len(chunk.rows)
+                        report.already_stored += chunk.good
                     else:
                         await _store(repository, scanned.sha256, chunk, report)
                     _tally(report, chunk, rejects, scanned, progress)
@@ -184,23 +183,22 @@ async def _store(
 ) -> None:
     """One chunk, one transaction: the ledger row, the customers and the purchases."""
     now = datetime.now(UTC)
-    purchases = chunk.rows
     async with repository.conn.begin():
         claimed = await repository.claim_chunk(
             file_sha256=file_sha256,
             chunk=chunk.number,
             chunk_rows=chunk.size,
-            purchases=len(purchases),
+            purchases=chunk.good,
             now=now,
         )
         if not claimed:  # another run stored it meanwhile
-            report.already_stored += len(purchases)
+            report.already_stored += chunk.good
             return
-        if purchases:
-            created, updated = await repository.store_chunk(_buyers(purchases), purchases, now=now)
+        if chunk.staged is not None:
+            created, updated = await repository.store_chunk(chunk.staged, now=now)
             report.customers_created += created
             report.customers_updated += updated
-    report.stored += len(purchases)
+    report.stored += chunk.good
 
 
 async def export_rows(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
+from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.imports.formats import Format
@@ -224,6 +228,69 @@ async def test_worker_processes_store_what_the_thread_stores(
     assert [p[1] for p in await purchases(engine)] == [f"item {n}" for n in range(30) if n != 7]
     last = {n % 4: f"B{n}" for n in range(30)}  # the last name in file order
     assert await customers(engine) == [(f"buyer{n}@example.com", last[n]) for n in range(4)]
+
+
+# Rows the API's model has opinions about, as JSON Lines (the API's body, flattened).
+TRICKY_ROWS: list[dict[str, Any]] = [
+    {"email": "Tim@Example.COM", "name": "Tim", "item": "book", "unit_price": "12.50"},
+    {"email": " sue@example.com ", "name": " Sue ", "item": "pen", "unit_price": 12.5},
+    {"email": "josé@example.com", "name": "José", "item": "café", "unit_price": "1"},
+    {"email": "tim@bücher.example", "name": "Tim", "item": "book", "unit_price": "1.00"},
+    {"email": "a@b.test", "name": "Tim", "item": "book", "unit_price": "1.00"},
+    {"email": "tim@example..com", "name": "Tim", "item": "book", "unit_price": "1.00"},
+    {"email": "x@example.com", "name": 'O\'Brien, "Tim" \\ Jr.', "item": "a,b", "unit_price": 1},
+    {"email": "x@example.com", "name": "Tab\there", "item": "book", "unit_price": "1.00"},
+    {"email": "x@example.com", "name": "Tim", "item": "😀 \\N", "unit_price": "999999999.99"},
+    {"email": "x@example.com", "name": "Tim", "item": "book", "unit_price": "1e3"},
+    {"email": "x@example.com", "name": "Tim", "item": "book", "unit_price": 1e3},
+    {"email": "x@example.com", "name": "Tim", "item": "book", "unit_price": "0.001"},
+    {"email": "x@example.com", "name": "Tim", "item": "book", "unit_price": -1},
+    {"email": "x@example.com", "name": "Tim", "item": "book", "unit_price": 1000000000},
+    {"email": "x@example.com", "name": "Tim", "item": "book", "unit_price": "12.50 "},
+    {"email": "x@example.com", "name": "Tim", "item": "book", "unit_price": True},
+    {"email": "x@example.com", "name": "Tim", "item": "book", "unit_price": "1", "quantity": 3.0},
+    {"email": "x@example.com", "name": "Tim", "item": "book", "unit_price": "1", "quantity": "3"},
+    {"email": "x@example.com", "name": "Tim", "item": "bk", "unit_price": "1", "quantity": 10001},
+    {"email": "x@example.com", "name": "Tim", "item": "book", "unit_price": "1", "currency": "eur"},
+    {"email": "x@example.com", "name": "Tim", "item": "book", "unit_price": "1", "currency": "XXX"},
+    {"email": "x@example.com", "name": "Tim", "item": "book", "unit_price": "1", "colour": "red"},
+    {"email": "x@example.com", "name": "", "item": "book", "unit_price": "1"},
+]
+
+
+async def test_worker_processes_refuse_exactly_what_the_api_refuses(
+    engine: AsyncEngine, client: AsyncClient, tmp_path: Path
+) -> None:
+    """The API first, then the same rows imported by worker processes: the same rows are
+    refused, and the same purchases (text, exact money, normalised email) are stored."""
+    refused_by_api = []
+    for line, row in enumerate(TRICKY_ROWS, start=1):
+        body = {key: value for key, value in row.items() if key not in ("email", "name")}
+        body["customer"] = {"email": row["email"], "name": row["name"]}
+        response = await client.post("/api/v1/purchases", json=body)
+        assert response.status_code in (201, 422), response.text
+        if response.status_code == 422:
+            refused_by_api.append(line)
+    by_api = await purchases(engine)
+    content = "".join(json.dumps(row) + "\n" for row in TRICKY_ROWS)
+
+    report = await import_purchases(
+        engine,
+        source=io.BytesIO(content.encode()),
+        fmt=Format.JSONL,
+        rejects_path=tmp_path / "rejects.csv",
+        chunk_rows=5,
+        jobs=2,
+    )
+
+    with (tmp_path / "rejects.csv").open(newline="", encoding="utf-8") as rejects:
+        refused_by_import = [int(reject["line"]) for reject in csv.DictReader(rejects)]
+    assert (
+        refused_by_import == refused_by_api == [5, 6, 8, 10, 12, 13, 14, 15, 16, 18, 19, 20, 22, 23]
+    )
+    assert report.stored == len(TRICKY_ROWS) - len(refused_by_api) == len(by_api)
+    by_import = (await purchases(engine))[len(by_api) :]
+    assert [p[:5] for p in by_import] == [p[:5] for p in by_api]
 
 
 async def test_a_run_without_rejects_removes_an_earlier_reject_file(

@@ -34,7 +34,9 @@ def _file(tmp_path: Path) -> tuple[Path, list[str]]:
     return path, good
 
 
-async def _import(path: Path, database_url: str, pooler: str) -> asyncio.subprocess.Process:
+async def _import(
+    path: Path, database_url: str, pooler: str, *options: str
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         str(SCRIPT),
         "import",
@@ -42,6 +44,7 @@ async def _import(path: Path, database_url: str, pooler: str) -> asyncio.subproc
         "--no-progress",
         "--chunk-rows",
         str(CHUNK_ROWS),
+        *options,
         env={
             **os.environ,
             "APP_DATABASE_URL": database_url,
@@ -92,3 +95,21 @@ async def test_a_killed_import_run_again_stores_each_good_row_once(
         out.decode()
     )
     assert sorted(p[1] for p in await purchases(engine)) == sorted(good)
+
+
+async def test_a_killed_import_leaves_no_worker_process_behind(
+    empty_database: str, database_pooler: str, tmp_path: Path
+) -> None:
+    path, _ = _file(tmp_path)
+    importer = await _import(path, empty_database, database_pooler, "--jobs", "2")
+    async with asyncio.timeout(120):
+        while True:  # until two chunks are committed
+            if await _chunks_stored(empty_database, database_pooler) >= 2:
+                break
+            await asyncio.sleep(0.02)
+    importer.send_signal(signal.SIGKILL)
+
+    async with asyncio.timeout(30):  # its stdout ends when no worker holds it any more
+        await importer.communicate()
+
+    assert importer.returncode == -signal.SIGKILL
