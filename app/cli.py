@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from app.core.db import create_engine
 from app.core.settings import InvalidSettings, Settings, describe_invalid
 from app.imports.formats import Format, MalformedFile, guess_format
+from app.imports.pipeline import default_jobs
 from app.imports.progress import ExportProgress, ImportProgress
 from app.imports.service import CHUNK_ROWS, ImportReport, Mode, export_rows, import_purchases
 from app.keys.cli import keys_cli
@@ -132,11 +133,15 @@ def import_command(
         bool, typer.Option("--no-progress", help="Hide the progress bar.")
     ] = False,
     jobs: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "--jobs", "-j", min=1, help="Worker processes that validate rows (1: a thread)."
+            "--jobs",
+            "-j",
+            min=1,
+            show_default=False,
+            help="Worker processes that validate rows: one per CPU unless given (1: a thread).",
         ),
-    ] = 1,
+    ] = None,
     chunk_rows: Annotated[int, typer.Option(hidden=True, min=1)] = CHUNK_ROWS,
 ) -> None:
     """Import purchases; bad rows go to <name>.rejects.csv beside the file."""
@@ -149,7 +154,16 @@ def import_command(
     with _input(file) as source:
         try:
             report = asyncio.run(
-                _import(settings, source, fmt, _rejects_path(file), mode, console, chunk_rows, jobs)
+                _import(
+                    settings,
+                    source,
+                    fmt,
+                    _rejects_path(file),
+                    mode,
+                    console,
+                    chunk_rows,
+                    jobs or default_jobs(),
+                )
             )
         except MalformedFile as error:
             raise _fail(f"{file}: {error}; nothing stored") from None
