@@ -230,6 +230,8 @@ class ImportRepository:
 # as exact two-decimal text (SQLite keeps integer cents, app.core.columns.Money) and times as
 # ISO 8601 in UTC (SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff" UTC text,
 # app.core.columns.UTCDateTime).
+# Integer cents as two-decimal text (cheaper than printf; prices are never negative).
+_PRICE_TEXT_SQLITE = "(p.unit_price / 100) || '.' || substr(p.unit_price % 100 + 100, 2)"
 _EXPORTS = {
     ("purchases", "postgresql"): (
         "c.email, c.name, p.item, p.quantity, p.unit_price::text, p.currency,"
@@ -237,7 +239,7 @@ _EXPORTS = {
     ),
     ("purchases", "sqlite"): (
         "c.email, c.name, p.item, p.quantity,"
-        " printf('%d.%02d', p.unit_price / 100, p.unit_price % 100), p.currency,"
+        f" {_PRICE_TEXT_SQLITE}, p.currency,"
         " replace(p.purchased_at, ' ', 'T') || '+00:00'"
     ),
     ("customers", "postgresql"): (
@@ -249,6 +251,42 @@ _EXPORTS = {
         "c.email, c.name, replace(c.created_at, ' ', 'T') || '+00:00',"
         " replace(c.updated_at, ' ', 'T') || '+00:00'"
     ),
+}
+
+
+def _csv_field(column: str) -> str:
+    """SQLite: a text column as Python's csv module writes it (QUOTE_MINIMAL, LF lines):
+    quoted, its quotes doubled, when it holds a comma, a quote or a line feed."""
+    return (
+        f"CASE WHEN instr({column}, ',') OR instr({column}, '\"') OR instr({column}, char(10))"
+        f" THEN '\"' || replace({column}, '\"', '\"\"') || '\"' ELSE {column} END"
+    )
+
+
+# SQLite: each row as its CSV line, written by SQLite, so a row costs Python one string (the
+# columns above as the csv module would write them; numbers and times never hold , " or LF).
+_CSV_LINES_SQLITE = {
+    "purchases": " || ',' || ".join(
+        (
+            _csv_field("c.email"),
+            _csv_field("c.name"),
+            _csv_field("p.item"),
+            "p.quantity",
+            _PRICE_TEXT_SQLITE,
+            "p.currency",  # three capitals: the API's and the import's Currency
+            "replace(p.purchased_at, ' ', 'T') || '+00:00'",
+        )
+    )
+    + " || char(10)",
+    "customers": " || ',' || ".join(
+        (
+            _csv_field("c.email"),
+            _csv_field("c.name"),
+            "replace(c.created_at, ' ', 'T') || '+00:00'",
+            "replace(c.updated_at, ' ', 'T') || '+00:00'",
+        )
+    )
+    + " || char(10)",
 }
 _EXPORT_FROM = {
     "purchases": ("purchase AS p JOIN customer AS c ON c.id = p.customer_id", "p"),
@@ -271,9 +309,11 @@ class ExportRepository:
         since: datetime | None,
         until: datetime | None,
         placeholder: Callable[[str, int], str],
+        columns: str | None = None,
     ) -> tuple[str, dict[str, datetime]]:
-        """The export's SELECT (in id order) and its bound times, with the driver's
-        placeholders. Purchases are filtered on purchased_at, customers on created_at."""
+        """The export's SELECT (in id order; of `columns`, else the kind's own) and its bound
+        times, with the driver's placeholders. Purchases are filtered on purchased_at,
+        customers on created_at."""
         source, alias = _EXPORT_FROM[kind]
         moment = f"{alias}.purchased_at" if kind == "purchases" else f"{alias}.created_at"
         params = {name: value for name, value in (("since", since), ("until", until)) if value}
@@ -282,7 +322,7 @@ class ExportRepository:
             for n, name in enumerate(params, start=1)
         ]
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        columns = _EXPORTS[kind, self.conn.dialect.name]
+        columns = columns or _EXPORTS[kind, self.conn.dialect.name]
         # Only this module's fragments in it: the times are bound parameters.
         return f"SELECT {columns} FROM {source}{where} ORDER BY {alias}.id", params  # noqa: S608
 
@@ -293,23 +333,45 @@ class ExportRepository:
         since: datetime | None,
         until: datetime | None,
     ) -> AsyncIterator[Sequence[Sequence[Any]]]:
-        """Rows as text columns, in batches from a server-side cursor (on SQLite, straight
-        from the driver's cursor: plain tuples, without SQLAlchemy's row objects)."""
+        """Rows as text columns, in batches from a server-side cursor."""
         if self.conn.dialect.name == "sqlite":
-            sql, params = self._select(kind, since, until, lambda _, n: "?")
-            moment = UTCDateTime()._cached_bind_processor(self.conn.dialect)
-            assert moment is not None
-            raw = (await self.conn.get_raw_connection()).driver_connection
-            assert raw is not None
-            async with raw.execute(sql, [moment(value) for value in params.values()]) as cursor:
-                while batch := await cursor.fetchmany(EXPORT_BATCH):
-                    yield batch
+            async for batch in self._sqlite_rows(kind, since, until):
+                yield batch
             return
         sql, params = self._select(kind, since, until, lambda name, _: f":{name}")
         query = text(sql).bindparams(*(bindparam(name, type_=UTCDateTime()) for name in params))
         result = await self.conn.stream(query.execution_options(yield_per=EXPORT_BATCH), params)
         async for batch in result.partitions(EXPORT_BATCH):
             yield batch
+
+    async def csv_lines(
+        self,
+        kind: Literal["purchases", "customers"],
+        *,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> AsyncIterator[tuple[str, int]]:
+        """SQLite: the rows as CSV (no header) SQLite writes itself, a batch at a time: the
+        text and how many rows it holds."""
+        async for batch in self._sqlite_rows(kind, since, until, _CSV_LINES_SQLITE[kind]):
+            yield "".join([line for (line,) in batch]), len(batch)
+
+    async def _sqlite_rows(
+        self,
+        kind: Literal["purchases", "customers"],
+        since: datetime | None,
+        until: datetime | None,
+        columns: str | None = None,
+    ) -> AsyncIterator[Sequence[Sequence[Any]]]:
+        # Straight from the driver's cursor: plain tuples, without SQLAlchemy's row objects.
+        sql, params = self._select(kind, since, until, lambda _, n: "?", columns)
+        moment = UTCDateTime()._cached_bind_processor(self.conn.dialect)
+        assert moment is not None
+        raw = (await self.conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        async with raw.execute(sql, [moment(value) for value in params.values()]) as cursor:
+            while batch := await cursor.fetchmany(EXPORT_BATCH):
+                yield batch
 
     async def copy_csv(
         self,

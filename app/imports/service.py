@@ -221,6 +221,13 @@ async def export_rows(
             csv.writer(out, lineterminator="\n").writerow(columns)
         if fmt is Format.CSV and repository.copies_csv:
             return await _copy_csv(repository, kind, out, since, until, progress)
+        if fmt is Format.CSV:
+            async for lines, count in repository.csv_lines(kind, since=since, until=until):
+                out.write(lines)
+                written += count
+                if progress:
+                    progress(written)
+            return written
         async for batch in repository.rows(kind, since=since, until=until):
             write_rows(out, fmt, columns, batch)
             written += len(batch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -68,6 +69,28 @@ async def test_purchases_export_as_json_lines(engine: AsyncEngine, tmp_path: Pat
         '{"email":"tim@example.com","name":"Tim","item":"book","quantity":3,'
         '"unit_price":"0.10","currency":"EUR","purchased_at":"2024-03-02T00:00:00.000000+00:00"}\n'
     )
+
+
+@pytest.mark.parametrize("kind", ["purchases", "customers"])
+async def test_csv_is_quoted_as_the_csv_module_quotes_it(
+    engine: AsyncEngine, tmp_path: Path, kind: Literal["purchases", "customers"]
+) -> None:
+    """The database writes the CSV (COPY, or SQLite's own string functions): the same text
+    Python's csv module writes from the JSON Lines export's values."""
+    content = csv_lines(
+        'tim@example.com,"Smith, ""Tim""",\'a\' \\ b,3,0.10,EUR,2024-03-02T00:00:00Z',
+        'sue@example.com," Sue ",é ü 😀,1,1.00,USD,2024-03-02T00:00:00Z',
+        "o'brien@example.com,O'Brien,\"x,y\",1,1.00,USD,2024-03-02T00:00:00Z",
+        header=PURCHASED_AT,
+    )
+    await run_import(engine, content, tmp_path)
+    lines = (await _export(engine, kind, Format.JSONL)).splitlines()
+    expected = io.StringIO()
+    writer = csv.writer(expected, lineterminator="\n")
+    for line in lines:
+        writer.writerow(json.loads(line).values())
+
+    assert (await _export(engine, kind)).split("\n", 1)[1] == expected.getvalue()
 
 
 async def test_since_and_until_bound_the_purchase_time(engine: AsyncEngine, tmp_path: Path) -> None:
