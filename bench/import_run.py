@@ -3,7 +3,7 @@
 Generates a CSV of N rows (10% from returning customers, 1% bad), then on SQLite and on a
 throwaway PostgreSQL database runs `purchase-capture import` and `export purchases` as the
 user would (a child process each), timing the wall clock and reading each child's peak RSS.
-Writes the figures to bench/results/import-<date>.md.
+Writes the figures to bench/results/import-<date>.md (-2, -3, ... for a later run that day).
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import ctypes
 import os
 import random
+import resource
 import secrets
 import subprocess
 import sys
@@ -23,6 +25,8 @@ from pathlib import Path
 
 import asyncpg
 from sqlalchemy import make_url
+
+from app.imports.pipeline import default_jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -46,7 +50,7 @@ class Run:
     step: str
     rows: int
     seconds: float
-    cpu_seconds: float  # the child's own user + system time (the database server's is not in it)
+    cpu_seconds: float  # user + system time of the child and its workers (not the server's)
     peak_rss_mb: float
     status: int
 
@@ -89,14 +93,35 @@ def generate(path: Path, rows: int, seed: int = 12) -> None:
 
 
 def timed(database: str, step: str, rows: int, argv: list[str], env: dict[str, str]) -> Run:
-    """Run the console script; wall time and the child's own peak RSS (wait4's rusage)."""
+    """Run the console script; wall time, the child's own peak RSS (wait4's rusage) and the
+    CPU of the child and every process it started (its validating workers and their fork
+    server, which it does not wait for: they end after it, and are reaped here)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)  # noqa: S603
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - began
     child.returncode = os.waitstatus_to_exitcode(status)
-    cpu = usage.ru_utime + usage.ru_stime
+    _reap_orphans()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     return Run(database, step, rows, seconds, cpu, usage.ru_maxrss / 1024, child.returncode)
+
+
+def _become_subreaper() -> None:
+    """Orphans of our children (the import's fork server and workers) become ours, so their
+    CPU is counted in RUSAGE_CHILDREN once reaped (Linux: PR_SET_CHILD_SUBREAPER)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(36, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def _reap_orphans() -> None:
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            return
 
 
 def migrate(url: str) -> None:
@@ -119,11 +144,13 @@ async def _admin(server_url: str, sql: str) -> None:
         await connection.close()
 
 
-def bench(database: str, url: str, data: Path, rows: int, jobs: int) -> list[Run]:
+def bench(database: str, url: str, data: Path, rows: int, jobs: int | None) -> list[Run]:
     migrate(url)
     env = {**os.environ, "APP_DATABASE_URL": url}
     out = WORK / f"export-{database}.csv"
-    argv = [str(SCRIPT), "import", str(data), "--no-progress", "--jobs", str(jobs)]
+    argv = [str(SCRIPT), "import", str(data), "--no-progress"]
+    if jobs is not None:
+        argv += ["--jobs", str(jobs)]
     runs = [
         timed(database, "import", rows, argv, env),
         timed(
@@ -138,15 +165,17 @@ def bench(database: str, url: str, data: Path, rows: int, jobs: int) -> list[Run
     return runs
 
 
-def report(runs: list[Run], rows: int, jobs: int) -> str:
+def report(runs: list[Run], rows: int, jobs: int | None, load_before: str) -> str:
+    how = f"`--jobs {jobs}`" if jobs is not None else f"the default `--jobs` ({default_jobs()})"
     lines = [
         f"# Import/export benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"{rows:,} generated rows (10% returning customers, 1% bad), `make bench-import`,"
-        f" import with `--jobs {jobs}`.",
+        f" import with {how}.",
         "Wall clock of `purchase-capture import FILE` and `export purchases -o FILE`, each a",
-        "child process (interpreter start-up included); CPU and peak RSS are the child's.",
-        f"Load average when it ended: {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+        "child process (interpreter start-up included); CPU and peak RSS are the child's and its",
+        "workers' (the database server's is not in it).",
+        f"Load average when it began: {load_before}; when it ended: {_load()}"
         f" on {os.cpu_count()} cores (the machine is shared).",
         "",
         "| database | step | rows | seconds | rows/s | target | CPU s | peak RSS | exit |",
@@ -163,11 +192,27 @@ def report(runs: list[Run], rows: int, jobs: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _results_path() -> Path:
+    """import-<date>.md, or import-<date>-2.md, ... beside an earlier run of the same day."""
+    stem = f"import-{datetime.now(UTC):%Y-%m-%d}"
+    path, n = RESULTS / f"{stem}.md", 1
+    while path.exists():
+        n += 1
+        path = RESULTS / f"{stem}-{n}.md"
+    return path
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--jobs", type=int, default=1, help="the import's --jobs")
+    parser.add_argument("--jobs", type=int, help="the import's --jobs (default: its default)")
     args = parser.parse_args()
+    load_before = _load()
+    _become_subreaper()
     WORK.mkdir(parents=True, exist_ok=True)
     data = WORK / f"purchases-{args.rows}.csv"
     if not data.exists():
@@ -185,9 +230,9 @@ def main() -> None:
         runs += bench("postgresql", url, data, args.rows, args.jobs)
     finally:
         asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    text = report(runs, args.rows, args.jobs)
+    text = report(runs, args.rows, args.jobs, load_before)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"import-{datetime.now(UTC):%Y-%m-%d}.md").write_text(text)
+    _results_path().write_text(text)
     sys.stdout.write(text)
 
 
