@@ -96,7 +96,8 @@ def _sqlite_processors() -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
     return money, moment
 
 
-# Created or updated, told apart as the API tells them (app.sales.repository._upsert_statement).
+# Created or updated, told apart as the API tells them
+# (app.sales.repository.capture._upsert_statement).
 # PostgreSQL: one statement, the upsert's RETURNING feeding the purchase insert, so purchases
 # join the chunk's few thousand customers, not the whole customer table. (A join to `customer`
 # itself was planned against never-analysed temporary tables as a hash of the whole table, per
