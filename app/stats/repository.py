@@ -96,20 +96,22 @@ async def day_buckets(conn: AsyncConnection, bounds: Sequence[datetime]) -> list
     return parts + await _purchased_days(conn, days, folded=folded, unfolded=True)
 
 
-def _windows_sql(dialect: str, first: str, second: str, kind: str) -> str:
-    """SQL: a table (i, `first`, `second`) of `kind` (bigint or timestamptz) from the JSON array
-    of [i, first, second] in :windows: one parameter however many days (a VALUES list of 366
-    rows costs more to compile than the query takes to run)."""
+def _windows_cte(dialect: str, first: str, second: str, kind: str) -> str:
+    """SQL: a CTE `d` (i, `first`, `second`) of `kind` (bigint or timestamptz) from the JSON
+    array of [i, first, second] in :windows: one parameter however many days (a VALUES list of
+    366 rows costs more to compile than the query takes to run). Materialised, so that each
+    element is converted once, not once per row it is compared with."""
     if dialect == "postgresql":
         return (
-            f"SELECT (w.value->>0)::int AS i, (w.value->>1)::{kind} AS {first},"
+            f"d AS MATERIALIZED (SELECT (w.value->>0)::int AS i, (w.value->>1)::{kind} AS {first},"
             f" (w.value->>2)::{kind} AS {second}"
-            " FROM jsonb_array_elements(CAST(:windows AS jsonb)) AS w(value)"
+            " FROM jsonb_array_elements(CAST(:windows AS jsonb)) AS w(value))"
         )
     # SQLite: integers come back as integers, instants as the text they compare as.
     return (
-        f"SELECT json_extract(w.value, '$[0]') AS i, json_extract(w.value, '$[1]') AS {first},"
-        f" json_extract(w.value, '$[2]') AS {second} FROM json_each(:windows) AS w"
+        "d AS MATERIALIZED (SELECT json_extract(w.value, '$[0]') AS i,"
+        f" json_extract(w.value, '$[1]') AS {first}, json_extract(w.value, '$[2]') AS {second}"
+        " FROM json_each(:windows) AS w)"
     )
 
 
@@ -132,9 +134,9 @@ async def _rolled_days(
 ) -> list[DayBucket]:
     """From the rollup: the whole buckets [lo, hi) of each day, per currency."""
     query = text(
-        f"SELECT d.i, s.currency, sum(s.purchases), sum(s.revenue_low), sum(s.revenue_mid),"
-        f" sum(s.revenue_high) FROM ({_windows_sql(conn.dialect.name, 'lo', 'hi', 'bigint')}) AS d"
-        " JOIN stats_sales AS s ON s.bucket >= d.lo AND s.bucket < d.hi"
+        f"WITH {_windows_cte(conn.dialect.name, 'lo', 'hi', 'bigint')}"
+        " SELECT d.i, s.currency, sum(s.purchases), sum(s.revenue_low), sum(s.revenue_mid),"
+        " sum(s.revenue_high) FROM d JOIN stats_sales AS s ON s.bucket >= d.lo AND s.bucket < d.hi"
         " GROUP BY d.i, s.currency"
     )
     rows = await conn.execute(query, {"windows": json.dumps(days)})
@@ -155,17 +157,18 @@ async def _purchased_days(
     planner never walks the time index of the whole range for the few of them.
     """
     dialect = conn.dialect.name
+    source = f"WITH {_windows_cte(dialect, 'start', 'stop', 'timestamptz')}"
     if unfolded:
-        source = (
-            "WITH unfolded AS MATERIALIZED (SELECT purchased_at, currency, total FROM purchase"
-            " WHERE id > :folded AND purchased_at >= :start AND purchased_at < :stop) "
+        source += (
+            ", unfolded AS MATERIALIZED (SELECT purchased_at, currency, total FROM purchase"
+            " WHERE id > :folded AND purchased_at >= :start AND purchased_at < :stop)"
         )
         table, which = "unfolded", ""
     else:
-        source, table, which = "", "purchase", " WHERE p.id <= :folded"
+        table, which = "purchase", " WHERE p.id <= :folded"
     query = text(
-        f"{source}SELECT d.i, p.currency, count(*), {_money_parts(cents_of('p.total', dialect))}"
-        f" FROM ({_windows_sql(dialect, 'start', 'stop', 'timestamptz')}) AS d JOIN {table} AS p"
+        f"{source} SELECT d.i, p.currency, count(*), {_money_parts(cents_of('p.total', dialect))}"
+        f" FROM d JOIN {table} AS p"
         f" ON p.purchased_at >= d.start AND p.purchased_at < d.stop{which}"
         " GROUP BY d.i, p.currency"
     )
