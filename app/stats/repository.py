@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.core.columns import CENT, UTCDateTime, cents_from_parts
 from app.sales.models import Purchase  # read only, for SQL over sales' tables
 from app.stats.models import BUCKET_SECONDS, StatsBuyers, StatsFold
-from app.stats.rollup import cents_of
+from app.stats.rollup import cents_of, least_greatest, money_parts
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -124,11 +124,6 @@ def _moment(value: datetime, dialect: str) -> str:
     return utc.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
-def _money_parts(cents: str) -> str:
-    # Cents in three parts of five digits, as app.core.columns.money_sum adds them.
-    return f"sum({cents} % 100000), sum(({cents} / 100000) % 100000), sum({cents} / 10000000000)"
-
-
 async def _rolled_days(
     conn: AsyncConnection, days: Sequence[tuple[int, int, int]]
 ) -> list[DayBucket]:
@@ -167,7 +162,7 @@ async def _purchased_days(
     else:
         table, which = "purchase", " WHERE p.id <= :folded"
     query = text(
-        f"{source} SELECT d.i, p.currency, count(*), {_money_parts(cents_of('p.total', dialect))}"
+        f"{source} SELECT d.i, p.currency, count(*), {money_parts(cents_of('p.total', dialect))}"
         f" FROM d JOIN {table} AS p"
         f" ON p.purchased_at >= d.start AND p.purchased_at < d.stop{which}"
         " GROUP BY d.i, p.currency"
@@ -197,7 +192,7 @@ def _tail_sql(dialect: str) -> str:
     """Per customer with purchases after the watermark: whether their first purchase falls in
     [start, stop) and their last at or after start, once with those purchases and once without;
     summed, the corrections to the rollup's counts."""
-    least, greatest = ("least", "greatest") if dialect == "postgresql" else ("min", "max")
+    least, greatest = least_greatest(dialect)
     first = f"{least}(coalesce(o.first_at, t.first_at), t.first_at)"
     last = f"{greatest}(coalesce(o.last_at, t.last_at), t.last_at)"
     return f"""\

@@ -28,6 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.core.columns import SUM_PART
 from app.core.db import READ_ONLY, write_transaction
 from app.stats.models import BUCKET_SECONDS
 
@@ -57,6 +58,18 @@ def cents_of(column: str, dialect: str) -> str:
     return f"({column} * 100)::bigint" if dialect == "postgresql" else column
 
 
+def money_parts(cents: str) -> str:
+    """SQL: the sums of an integer-cents expression in three parts of five digits, lowest
+    first, as app.core.columns.money_sum splits them (`cents_from_parts` joins them)."""
+    part, high = SUM_PART, SUM_PART**2
+    return f"sum({cents} % {part}), sum(({cents} / {part}) % {part}), sum({cents} / {high})"
+
+
+def least_greatest(dialect: str) -> tuple[str, str]:
+    """PostgreSQL's least/greatest, which SQLite spells as its two-argument min/max."""
+    return ("least", "greatest") if dialect == "postgresql" else ("min", "max")
+
+
 def _sales_sql(dialect: str) -> str:
     bucket = bucket_of("p.purchased_at", dialect)
     cents = cents_of("p.total", dialect)
@@ -64,7 +77,7 @@ def _sales_sql(dialect: str) -> str:
     return f"""\
 INSERT INTO stats_sales AS s
     (bucket, currency, purchases, revenue_low, revenue_mid, revenue_high)
-SELECT b, currency, count(*), sum(c % 100000), sum((c / 100000) % 100000), sum(c / 10000000000)
+SELECT b, currency, count(*), {money_parts("c")}
 FROM (
     SELECT {bucket} AS b, p.currency AS currency, {cents} AS c
     FROM purchase AS p WHERE p.id > :after AND p.id <= :upto
@@ -119,8 +132,7 @@ ON CONFLICT (bucket) DO UPDATE SET
 
 
 def _spans_sql(dialect: str) -> str:
-    # PostgreSQL's least/greatest are SQLite's two-argument min/max.
-    least, greatest = ("least", "greatest") if dialect == "postgresql" else ("min", "max")
+    least, greatest = least_greatest(dialect)
     return f"""\
 INSERT INTO stats_customer_span AS o (customer_id, first_at, last_at)
 SELECT customer_id, min(purchased_at), max(purchased_at)
