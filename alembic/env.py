@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
 from app.audit import models as audit_models  # noqa: F401
-from app.core.db import Base, pooler_connect_args
+from app.core.engine import Base, pooler_connect_args
 from app.core.log import configure_logging
 from app.core.settings import Settings
 from app.imports import models as import_models  # noqa: F401  (the import ledger)

@@ -24,7 +24,8 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from app.audit import service as audit_service
 from app.audit.api import router as audit_router
 from app.core import tracing
-from app.core.db import Database, create_engine
+from app.core.db import Database
+from app.core.engine import create_engine
 from app.core.errors import install_error_handlers
 from app.core.log import configure_logging
 from app.core.metrics import Metrics

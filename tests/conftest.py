@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app.core.db import Base, pooler_connect_args
+from app.core.engine import Base, pooler_connect_args
 from app.core.settings import Settings
 from app.imports import models as import_models  # noqa: F401  (the ledger's table)
 from app.main import create_app

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, inspect, make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import command
-from app.core.db import Base
+from app.core.engine import Base
 from app.core.settings import PROJECT_ROOT
 from tests.conftest import POSTGRES_ENV, postgres_required
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from app.core.ratelimit import MemoryBuckets, Rate, client_key, parse_rate
+from app.core.ratelimit import MemoryBuckets, client_key
+from app.core.rates import Rate, parse_rate
 from app.core.settings import Settings
 from tests.helpers import assert_problem, purchase, serving, stored_counts
 

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.core.ratelimit import Rate, RedisBuckets
+from app.core.ratelimit import RedisBuckets
+from app.core.rates import Rate
 from app.core.settings import Settings
 from tests.helpers import assert_problem, purchase, serving
 from tests.servers import free_port

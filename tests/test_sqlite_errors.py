@@ -13,7 +13,7 @@ import pytest
 from httpx import AsyncClient
 from sqlalchemy import create_engine
 
-from app.core.db import Base
+from app.core.engine import Base
 from app.core.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import assert_problem, purchase, serving

@@ -11,7 +11,7 @@ from httpx import AsyncClient
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.core.db import create_engine
+from app.core.engine import create_engine
 from app.core.settings import Settings
 from app.sales.models import Purchase
 from app.stats import rollup

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.db import Base, create_engine
+from app.core.engine import Base, create_engine
 from app.core.settings import Settings
 from app.main import create_app
 from app.sales.models import Customer, Purchase

@@ -8,7 +8,7 @@ from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.columns import BigIntId, UTCDateTime
-from app.core.db import Base
+from app.core.engine import Base
 
 
 class AuditEvent(Base):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -17,6 +16,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
+
+from app.core.messages import friendly_message
 
 
 class FieldError(BaseModel):
@@ -173,39 +174,12 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": Problem, "content": {PROBLEM_JSON: {}}} for status in statuses}
 
 
-# Plainer words than Pydantic's defaults for the errors people meet most; others keep its text.
-FRIENDLY_MESSAGES = {
-    "missing": "is required",
-    "extra_forbidden": "is not a known field",
-    "decimal_max_places": "at most {decimal_places} decimal places",
-    "greater_than_equal": "must be at least {ge}",
-    "less_than_equal": "must be at most {le}",
-    "less_than": "must be less than {lt}",
-    "string_too_short": "must not be empty",
-    "string_too_long": "must be at most {max_length} characters",
-    "int_type": "must be a whole number",
-    "int_parsing": "must be a whole number",
-    "too_short": "needs at least {min_length} entries",
-    "too_long": "takes at most {max_length} entries",
-}
-
-
-def _message(error: Mapping[str, Any]) -> str:
-    template = FRIENDLY_MESSAGES.get(str(error.get("type")))
-    if template is not None:
-        try:
-            return template.format(**error.get("ctx", {}))
-        except (KeyError, IndexError):
-            pass
-    return str(error.get("msg", "invalid value")).removeprefix("Value error, ")
-
-
 def _field_errors(exc: RequestValidationError) -> list[FieldError]:
     errors = []
     for error in exc.errors():
         loc = [part if isinstance(part, int) else str(part) for part in error.get("loc", ())]
         inside = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
-        message = _message(error)
+        message = friendly_message(error)
         errors.append(
             FieldError(
                 field=".".join(str(part) for part in inside) or str(loc[0] if loc else "body"),

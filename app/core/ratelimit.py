@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,40 +29,12 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.errors import AppError, problem_response
+from app.core.rates import Rate
 
 log = structlog.get_logger(__name__)
 
 CAPTURE_PATHS = frozenset({"/api/v1/purchases", "/api/v1/purchases/batch"})
 POLICY = "captures"  # the policy's name in the RateLimit header fields
-_RATE = re.compile(
-    r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*(?:burst\s+(\d+))?\s*$",
-    re.IGNORECASE,
-)
-_PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600}
-
-
-@dataclass(frozen=True, slots=True)
-class Rate:
-    per_second: float
-    burst: int
-
-    def __str__(self) -> str:
-        return f"{self.per_second:g}/s burst {self.burst}"
-
-
-def parse_rate(text: str) -> Rate | None:
-    """`20/s burst 40`, `600/min` (burst: the count given), or `off` (None)."""
-    if text.strip().lower() in ("off", "none", "0"):
-        return None
-    match = _RATE.match(text)
-    if not match:
-        raise ValueError("expected e.g. '20/s burst 40', '600/min' or 'off'")
-    count = float(match[1])
-    per_second = count / _PERIOD_SECONDS[match[2][0].lower()]
-    burst = int(match[3]) if match[3] else max(1, math.ceil(count))
-    if per_second <= 0 or burst < 1:
-        raise ValueError("the rate and the burst must be above zero")
-    return Rate(per_second, burst)
 
 
 @dataclass(frozen=True, slots=True)

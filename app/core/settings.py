@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
-from app.core.ratelimit import Rate, parse_rate
+from app.core.rates import Rate, parse_rate
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MIN_TOKEN_LENGTH = 16

@@ -8,7 +8,7 @@ from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.columns import UTCDateTime
-from app.core.db import Base
+from app.core.engine import Base
 
 
 class ImportChunk(Base):

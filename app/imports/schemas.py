@@ -10,7 +10,7 @@ from typing import Annotated, Any, NamedTuple
 
 from pydantic import AwareDatetime, BeforeValidator, Field, ValidationError
 
-from app.core.errors import _message as friendly_message
+from app.core.messages import friendly_message
 from app.imports.formats import COLUMNS, Record
 from app.sales.schemas import PurchaseIn
 

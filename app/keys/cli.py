@@ -17,16 +17,14 @@ import structlog
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.db import create_engine
+from app.core.cli import fail, load_settings
+from app.core.engine import create_engine
 from app.core.errors import AppError
-from app.core.settings import InvalidSettings, Settings, describe_invalid
 from app.keys import service
 from app.keys.repository import KeyRow
 from app.keys.schemas import MAX_LIFETIME_DAYS, Scope
 
 T = TypeVar("T")
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 _DURATION = re.compile(r"^(\d{1,5})([dh])$")
 
 keys_cli = typer.Typer(
@@ -35,20 +33,12 @@ keys_cli = typer.Typer(
 )
 
 
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except InvalidSettings as error:
-        typer.echo(f"error: {describe_invalid(error)}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-
-
 def _run(call: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     # The services' log lines go to stderr: stdout carries only what the command prints.
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
     async def run() -> T:
-        engine = create_engine(_settings())
+        engine = create_engine(load_settings())
         try:
             return await call(engine)
         finally:
@@ -57,8 +47,7 @@ def _run(call: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     try:
         return asyncio.run(run())
     except AppError as error:
-        typer.echo(f"error: {error.detail}", err=True)
-        raise typer.Exit(EXIT_FAILED) from None
+        raise fail(error.detail) from None
 
 
 def parse_duration(value: str) -> timedelta:

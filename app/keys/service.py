@@ -19,7 +19,7 @@ from cachetools import TTLCache
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.db import READ_ONLY
+from app.core.engine import READ_ONLY
 from app.core.errors import NotFound
 from app.keys.repository import KeyRepository, KeyRow
 from app.keys.schemas import Scope

@@ -9,7 +9,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.columns import BigIntId, Money, UTCDateTime
-from app.core.db import Base
+from app.core.engine import Base
 
 PUBLIC_SCOPE = "public"
 

@@ -7,19 +7,16 @@ straight into the database, or to watch a first fold of a large table, with a pr
 from __future__ import annotations
 
 import asyncio
-import sys
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from app.core.db import create_engine
-from app.core.settings import InvalidSettings, Settings, describe_invalid
+from app.core.cli import fail, load_settings, progress_console
+from app.core.engine import create_engine
+from app.core.settings import Settings
 from app.stats import rollup
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 stats_cli = typer.Typer(
     help="The dashboard's statistics (uses the service's APP_* settings).",
@@ -36,20 +33,12 @@ def fold_command(
     ] = 30.0,
 ) -> None:
     """Fold every stored purchase into the statistics' rollup, batch by batch."""
-    try:
-        settings = Settings()
-    except InvalidSettings as error:
-        typer.echo(f"error: {describe_invalid(error)}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    console = Console(stderr=True) if not no_progress and sys.stderr.isatty() else None
-    folded = asyncio.run(_fold(settings, console, wait))
+    settings = load_settings()
+    folded = asyncio.run(_fold(settings, progress_console(no_progress), wait))
     if folded is None:
-        typer.echo(
-            f"error: the rollup did not catch up within {wait:g} s (inserts kept the purchase "
-            "table busy)",
-            err=True,
+        raise fail(
+            f"the rollup did not catch up within {wait:g} s (inserts kept the purchase table busy)"
         )
-        raise typer.Exit(EXIT_FAILED)
     typer.echo(f"folded {folded:,} purchases", err=True)
 
 

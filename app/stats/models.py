@@ -21,7 +21,7 @@ from sqlalchemy import BigInteger, CheckConstraint, SmallInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.columns import BigIntId, UTCDateTime
-from app.core.db import Base
+from app.core.engine import Base
 
 # Seconds in a bucket: a bucket is named by the Unix time at which it begins.
 BUCKET_SECONDS = 900

@@ -29,7 +29,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.core.columns import SUM_PART
-from app.core.db import READ_ONLY, write_transaction
+from app.core.db import write_transaction
+from app.core.engine import READ_ONLY
 from app.stats.models import BUCKET_SECONDS
 
 log = structlog.get_logger(__name__)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
-from app.core.db import create_engine
+from app.core.engine import create_engine
 from app.core.settings import Settings
 
 

@@ -21,9 +21,9 @@ from rich.console import Console
 from rich.text import Text
 
 from alembic import command
-from app.cli import summary
-from app.core.db import create_engine
+from app.core.engine import create_engine
 from app.core.settings import Settings
+from app.imports.cli import summary
 from app.imports.formats import Format
 from app.imports.progress import ImportProgress
 from app.imports.service import ImportReport, import_purchases

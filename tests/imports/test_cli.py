@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,3 +140,25 @@ def test_a_database_without_the_schema_aborts_with_exit_1(tmp_path: Path) -> Non
     assert result.exit_code == 1
     assert result.stderr.startswith("error: database: no such table: import_chunk")
     assert "Traceback" not in result.output
+
+
+def test_an_export_starts_without_the_web_service_s_modules() -> None:
+    """The root command imports a package's commands only when one runs: an export (a few
+    seconds for a million rows) spent two of them importing FastAPI and Redis."""
+    probe = (
+        "import sys\n"
+        "from app.cli import main\n"
+        "sys.argv = ['purchase-capture', 'export', '--help']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted({'fastapi', 'redis', 'app.keys.service'} & set(sys.modules)))\n"
+    )
+
+    shown = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+
+    assert "Export purchases" in shown
+    assert shown.splitlines()[-1] == "[]"

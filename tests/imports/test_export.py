@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.core.db import create_engine
+from app.core.engine import create_engine
 from app.core.settings import Settings
 from app.imports.formats import Format
 from app.imports.models import ImportChunk

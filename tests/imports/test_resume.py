@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app.core.db import pooler_connect_args
+from app.core.engine import pooler_connect_args
 from app.imports.models import ImportChunk
 from tests.imports.helpers import HEADER, purchases
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.core.db import create_engine
+from app.core.engine import create_engine
 from app.core.settings import Settings
 from app.keys import service
 from app.keys.repository import KeyRow
