@@ -6,6 +6,8 @@ import asyncio
 import csv
 import io
 import json
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -14,13 +16,14 @@ from typing import Any, Literal
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete
+from sqlalchemy import delete, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from app.cli import cli
 from app.core.engine import create_engine
 from app.core.settings import Settings
+from app.imports import repository
 from app.imports.formats import Format
 from app.imports.models import ImportChunk
 from app.imports.service import export_rows
@@ -91,6 +94,59 @@ async def test_csv_is_quoted_as_the_csv_module_quotes_it(
         writer.writerow(json.loads(line).values())
 
     assert (await _export(engine, kind)).split("\n", 1)[1] == expected.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["purchases", "customers"])
+async def test_csv_quoting_holds_batch_after_batch(
+    engine: AsyncEngine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: Literal["purchases", "customers"],
+) -> None:
+    """SQLite quotes only the rows of a batch that need it: batches of plain rows, of mixed
+    ones and of quoted ones alone all come out as the csv module writes them."""
+    monkeypatch.setattr(repository, "EXPORT_BATCH", 2)
+    names = ["Tim", "Sue", "Smith, Ann", "Bo", 'Al "Big" Lee', "Cy, Jr", "Di"]
+    content = csv_lines(
+        *(f"buyer{n}@example.com,{_quoted(name)},item,1,1.00,EUR" for n, name in enumerate(names))
+    )
+    await run_import(engine, content, tmp_path)
+    expected = io.StringIO()
+    writer = csv.writer(expected, lineterminator="\n")
+    for line in (await _export(engine, kind, Format.JSONL)).splitlines():
+        writer.writerow(json.loads(line).values())
+
+    assert (await _export(engine, kind)).split("\n", 1)[1] == expected.getvalue()
+
+
+def _quoted(field: str) -> str:
+    return '"' + field.replace('"', '""') + '"'
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_sqlite_export_reads_one_snapshot_while_rows_change(
+    engine: AsyncEngine, empty_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows SQLite writes again quoted are read in the snapshot of the rest: a name changed
+    (or a customer erased) mid-export does not show up in the rows after it."""
+    content = csv_lines(
+        "tim@example.com,Tim,book,1,1.00,EUR", 'sue@example.com,"Smith, Sue",pen,1,1.00,EUR'
+    )
+    await run_import(engine, content, tmp_path)
+    monkeypatch.setattr(repository, "EXPORT_BATCH", 1)
+    out = io.StringIO(newline="")
+
+    def rename_sue(written: int) -> None:
+        if written == 1:  # between the two batches, from a connection of its own
+            path = make_url(empty_database).database
+            assert path is not None
+            with closing(sqlite3.connect(path)) as other, other:
+                other.execute("UPDATE customer SET name = 'Sue' WHERE email = 'sue@example.com'")
+
+    await export_rows(engine, kind="purchases", out=out, fmt=Format.CSV, progress=rename_sue)
+
+    assert out.getvalue().splitlines()[2].startswith('sue@example.com,"Smith, Sue",pen,')
+    assert dict(await customers(engine))["sue@example.com"] == "Sue"
 
 
 async def test_since_and_until_bound_the_purchase_time(engine: AsyncEngine, tmp_path: Path) -> None:
