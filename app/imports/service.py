@@ -156,6 +156,9 @@ async def _run(
                     else:
                         await _store(repository, scanned.sha256, chunk, report)
                     _tally(report, chunk, rejects, scanned, progress)
+                if report.stored:
+                    async with conn.begin():
+                        await repository.analyze()
     finally:
         rejects.close()
     if report.rejected:

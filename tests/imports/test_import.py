@@ -324,3 +324,25 @@ async def test_the_staging_tables_end_with_each_chunks_transaction(
     )
 
     assert (report.stored, staged) == (3, 0)
+
+
+@pytest.mark.parametrize(
+    "database_url",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("pgbouncer", marks=[pytest.mark.postgres, pytest.mark.pgbouncer]),
+    ],
+    indirect=True,
+)
+async def test_an_import_leaves_the_planner_statistics_up_to_date(
+    engine: AsyncEngine, admin: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """Else the next queries (an export right after) are planned for the tables as they were."""
+    await run_import(engine, csv_lines(GOOD, "sue@example.com,Sue,pen,1,1.00,EUR"), tmp_path)
+
+    planned = await admin.fetch(  # reltuples: -1 for a table never analysed (nor vacuumed)
+        "SELECT relname, reltuples FROM pg_class"
+        " WHERE relname IN ('customer', 'purchase') ORDER BY relname"
+    )
+
+    assert [tuple(row) for row in planned] == [("customer", 2), ("purchase", 2)]
