@@ -152,7 +152,8 @@ def test_business_counters_count_what_was_committed(module_server: UvicornServer
 
 
 async def test_pool_gauge_shows_the_connections_in_use(database: str, serve: Serve) -> None:
-    server = serve(database)
+    # No statistics fold: it holds a pool connection for a moment every few seconds.
+    server = serve(database, stats_fold_interval_s=0)
     gauge = "db_pool_connections_in_use"
     assert total(scrape(server.base_url), gauge) == 0
     email = "held.metric@example.com"

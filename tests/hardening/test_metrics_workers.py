@@ -136,7 +136,8 @@ def test_files_of_an_earlier_run_are_not_counted(
 async def test_connections_held_by_killed_workers_leave_the_pool_gauge(
     database: str, serve: Serve
 ) -> None:
-    server = serve(database, workers=2)
+    # No statistics fold: it holds a pool connection for a moment every few seconds.
+    server = serve(database, workers=2, stats_fold_interval_s=0)
     gauge = "db_pool_connections_in_use"
     email = "held.workers.0@example.com"
     store(server.base_url, 1, "held.workers")  # the customer the held requests wait for
