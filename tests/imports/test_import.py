@@ -303,7 +303,8 @@ async def test_a_run_without_rejects_removes_an_earlier_reject_file(
     assert not (tmp_path / "rejects.csv").exists()
 
 
-@pytest.mark.parametrize(
+# The tests of what only PostgreSQL has, directly and through PgBouncer.
+ON_POSTGRESQL = pytest.mark.parametrize(
     "database_url",
     [
         pytest.param("postgres", marks=pytest.mark.postgres),
@@ -311,6 +312,9 @@ async def test_a_run_without_rejects_removes_an_earlier_reject_file(
     ],
     indirect=True,
 )
+
+
+@ON_POSTGRESQL
 async def test_the_staging_tables_end_with_each_chunks_transaction(
     engine: AsyncEngine, admin: asyncpg.Connection, tmp_path: Path
 ) -> None:
@@ -326,14 +330,7 @@ async def test_the_staging_tables_end_with_each_chunks_transaction(
     assert (report.stored, staged) == (3, 0)
 
 
-@pytest.mark.parametrize(
-    "database_url",
-    [
-        pytest.param("postgres", marks=pytest.mark.postgres),
-        pytest.param("pgbouncer", marks=[pytest.mark.postgres, pytest.mark.pgbouncer]),
-    ],
-    indirect=True,
-)
+@ON_POSTGRESQL
 async def test_an_import_leaves_the_planner_statistics_up_to_date(
     engine: AsyncEngine, admin: asyncpg.Connection, tmp_path: Path
 ) -> None:
