@@ -32,11 +32,11 @@ def param(value: str) -> str:
     return rf"[\[-]{re.escape(value)}[\]-]"
 
 
-# Floors: the counts of a full run (`make test`, 1398 tests, of this commit). The behaviour
+# Floors: the counts of a full run (`make test`, 1399 tests, of this commit). The behaviour
 # tests run once per database parameter; each database has its own group, so that a new one
 # cannot hide a dropped one.
 GROUPS = (
-    Group("every test", 1398),
+    Group("every test", 1399),
     Group("SQLite", 360, pattern=param("sqlite")),
     Group("PostgreSQL", 362, pattern=param("postgres")),
     Group("PostgreSQL, by marker", 817, marker="postgres"),

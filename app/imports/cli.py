@@ -109,7 +109,7 @@ def import_command(
             "-j",
             min=1,
             show_default=False,
-            help="Worker processes that validate rows: one per CPU unless given (1: a thread).",
+            help="Processes that validate rows (default: one per CPU, at most 4; 1: a thread).",
         ),
     ] = None,
     chunk_rows: Annotated[int, typer.Option(hidden=True, min=1)] = CHUNK_ROWS,

@@ -52,11 +52,17 @@ class Chunk:
     bytes_read: int
 
 
+# The most workers an import starts unless told (--jobs). The chunks are stored one at a time
+# on one connection, and the database takes about as long for a row as a worker does to
+# validate it (bench/results/import-*.md): past a few workers, more only cost memory.
+MAX_DEFAULT_JOBS = 4
+
+
 def default_jobs() -> int:
-    """The CPUs this process may run on: one validating worker process each (1: a thread)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """One validating worker process per CPU this process may run on, at most
+    MAX_DEFAULT_JOBS (1: a thread)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(cpus or 1, MAX_DEFAULT_JOBS)
 
 
 def validate(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.imports import pipeline
 from app.imports.formats import Format
 from app.imports.service import Mode, import_purchases
 from tests.imports.helpers import GOOD, csv_lines, customers, purchases, run_import
@@ -343,3 +345,13 @@ async def test_an_import_leaves_the_planner_statistics_up_to_date(
     )
 
     assert [tuple(row) for row in planned] == [("customer", 2), ("purchase", 2)]
+
+
+def test_an_import_starts_a_worker_per_cpu_up_to_a_few(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One database connection stores the chunks: on a many-core machine more workers than a
+    few would only hold memory."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(64)))
+    many = pipeline.default_jobs()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1})
+
+    assert (many, pipeline.default_jobs()) == (pipeline.MAX_DEFAULT_JOBS, 2)
