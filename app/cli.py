@@ -2,8 +2,8 @@
 defines, each module imported only when one of its commands runs (or for --help).
 
 So a command loads what it uses and no more: `export` starts without FastAPI, Redis or the
-key service, in about half a second where importing them all took two (a tenth of an export of a
-million rows, see bench/results/import-*.md).
+key service, in about one second where importing them all took two (a third of an export of a
+million rows, see bench/results/import-2026-11-29-3.md).
 """
 
 from __future__ import annotations

@@ -224,16 +224,19 @@ class ImportRepository:
         return created, len(flags) - created
 
     async def analyze(self) -> None:
-        """PostgreSQL: refresh the planner's statistics of the tables an import grew, in the
-        caller's transaction.
+        """PostgreSQL: refresh the planner's statistics of the tables an import grew, in a
+        transaction of its own (SQLite: nothing; its planner needs none for these queries).
 
         Autovacuum would, but only some time later; until then the planner plans the next
         queries (an export right after, the API's reads) for tables a fraction of their size.
         SKIP_LOCKED: a table another ANALYZE or VACUUM holds is being analysed already.
         """
-        if self.postgres:
-            await self.conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
-            await self.conn.exec_driver_sql("ANALYZE (SKIP_LOCKED) customer, purchase")
+        if not self.postgres:
+            return
+        driver = await self._driver()
+        async with driver.transaction():
+            await driver.execute("SET LOCAL statement_timeout = 0")
+            await driver.execute("ANALYZE (SKIP_LOCKED) customer, purchase")
 
     async def _driver(self) -> asyncpg.Connection:
         raw = await self.conn.get_raw_connection()

@@ -157,8 +157,7 @@ async def _run(
                         await _store(repository, scanned.sha256, chunk, report)
                     _tally(report, chunk, rejects, scanned, progress)
                 if report.stored:
-                    async with conn.begin():
-                        await repository.analyze()
+                    await repository.analyze()
     finally:
         rejects.close()
     if report.rejected:
