@@ -29,8 +29,10 @@ async def run_import(
     fmt: Format = Format.CSV,
     mode: Mode = Mode.STORE,
     chunk_rows: int = 2,
+    jobs: int = 1,
 ) -> ImportReport:
-    """Import `content` as a file in tmp_path; rejects go to tmp_path / "rejects.csv"."""
+    """Import `content` as a file in tmp_path; rejects go to tmp_path / "rejects.csv"
+    (`jobs` > 1: validated in that many worker processes)."""
     data = content.encode() if isinstance(content, str) else content
     return await import_purchases(
         engine,
@@ -39,6 +41,7 @@ async def run_import(
         rejects_path=tmp_path / "rejects.csv",
         mode=mode,
         chunk_rows=chunk_rows,
+        jobs=jobs,
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.imports import pipeline
 from app.imports.formats import Format
-from app.imports.service import Mode, import_purchases
+from app.imports.service import Mode
 from tests.imports.helpers import GOOD, csv_lines, customers, purchases, run_import
 
 
@@ -217,14 +216,7 @@ async def test_worker_processes_store_what_the_thread_stores(
     rows[7] = "nope,Tim,book,1,1.00,EUR"
     content = csv_lines(*rows)
 
-    report = await import_purchases(
-        engine,
-        source=io.BytesIO(content.encode()),
-        fmt=Format.CSV,
-        rejects_path=tmp_path / "rejects.csv",
-        chunk_rows=4,
-        jobs=2,
-    )
+    report = await run_import(engine, content, tmp_path, chunk_rows=4, jobs=2)
 
     assert (report.stored, report.rejected, report.first_rejects[0].line) == (29, 1, 9)
     assert [p[1] for p in await purchases(engine)] == [f"item {n}" for n in range(30) if n != 7]
@@ -276,14 +268,7 @@ async def test_worker_processes_refuse_exactly_what_the_api_refuses(
     by_api = await purchases(engine)
     content = "".join(json.dumps(row) + "\n" for row in TRICKY_ROWS)
 
-    report = await import_purchases(
-        engine,
-        source=io.BytesIO(content.encode()),
-        fmt=Format.JSONL,
-        rejects_path=tmp_path / "rejects.csv",
-        chunk_rows=5,
-        jobs=2,
-    )
+    report = await run_import(engine, content, tmp_path, fmt=Format.JSONL, chunk_rows=5, jobs=2)
 
     with (tmp_path / "rejects.csv").open(newline="", encoding="utf-8") as rejects:
         refused_by_import = [int(reject["line"]) for reject in csv.DictReader(rejects)]
